@@ -1,0 +1,48 @@
+# hlgfa_lite — every target installs what it needs into .venv/ first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export PYTHONHASHSEED := 0
+# torch 2.14.1 and torchvision 0.29.1 are pinned (constraints.txt) so no other version is dragged in.
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+
+.PHONY: install demo unit test notebooks lab lint browser-deps clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.14.1 torchvision==0.29.1
+	$(PIP) -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the main job: demo data -> train -> evaluate -> figures in runs/demo
+	$(VENV)/bin/hlgfa-lite demo --out runs/demo
+
+unit: $(STAMP)  ## fast unit suite (no notebooks, no browser)
+	$(PY) -m pytest -q -m "not notebooks and not browser" tests
+
+test: $(STAMP) browser-deps  ## everything CI runs: lint, unit, notebooks (papermill + nbval), browser
+	$(VENV)/bin/ruff check hlgfa_lite tests benchmarks
+	$(PY) -m pytest -q tests
+
+notebooks: $(STAMP)  ## executed copies of the course notebooks in executed/ (outside git)
+	$(PY) -m hlgfa_lite.notebook_runner --out executed
+
+lab: $(STAMP)  ## JupyterLab on the notebooks, widgets working
+	$(VENV)/bin/jupyter lab notebooks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check hlgfa_lite tests benchmarks
+
+browser-deps:  ## Debian's Chromium for the real-browser test (no browser download)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "browser test needs Debian's chromium: sudo apt-get install chromium"; fi; }
+
+clean:
+	rm -rf runs executed .pytest_cache

@@ -1,0 +1,155 @@
+"""Command line: ``hlgfa-lite demo | train | evaluate | predict | ablate | prepare``.
+
+Every user error (missing folder, corrupt image, unknown ``--set`` key, a
+checkpoint from another config) is printed as one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import BLOCKS, HLGFAConfig
+from .errors import HLGFAError
+
+DEMO_DEFAULTS = {"epochs": 6, "image_size": 128}
+
+
+def _config(args: argparse.Namespace, base: dict | None = None) -> HLGFAConfig:
+    cfg = HLGFAConfig.load(args.config) if getattr(args, "config", None) else HLGFAConfig()
+    if base:
+        cfg = cfg.with_overrides(base)
+    return cfg.with_overrides(getattr(args, "set", None))
+
+
+def _print_metrics(metrics: dict) -> None:
+    shown = {k: metrics.get(k) for k in ("image_auroc", "pixel_auroc", "pixel_aupro", "seconds_fit", "ms_per_image")}
+    print(" ".join(f"{k}={'null' if v is None else f'{v:.4f}'}" for k, v in shown.items()))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import fit
+
+    cfg = _config(args)
+    result = fit(cfg, args.data, args.category, args.out, progress=not args.quiet)
+    state = "interrupted, checkpoint saved" if result.interrupted else "done"
+    print(f"{state}: {len(result.history['loss'])} epochs in {result.seconds_fit:.1f}s -> {args.out}/checkpoint.pt")
+    for w in result.warnings:
+        print(f"WARNING: {w}", file=sys.stderr)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run, args.data, args.category, progress=not args.quiet)
+    _print_metrics(metrics)
+    print(f"wrote {Path(args.run) / 'metrics.json'}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .predict import predict_files
+
+    for path, score, heatmap in predict_files(args.run, args.images, args.out):
+        print(f"{path}\t{score:.4f}\t{heatmap}")
+
+
+def cmd_ablate(args: argparse.Namespace) -> None:
+    from .ablation import ablate_folder
+
+    _rows, files = ablate_folder(_config(args), args.data, args.category, args.out, progress=not args.quiet)
+    print(Path(files[1]).read_text(), end="")
+    print("wrote " + ", ".join(str(f) for f in files))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo_job import run_demo
+
+    metrics = run_demo(_config(args, DEMO_DEFAULTS), args.out, categories=args.category, progress=not args.quiet)
+    for cat, m in metrics["categories"].items():
+        print(f"{cat:>8}: ", end="")
+        _print_metrics(m)
+    print(f"wrote {Path(args.out) / 'metrics.json'} and figures in {Path(args.out) / 'figures'}")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from .data.magnetic_tile import prepare_magnetic_tile
+
+    counts = prepare_magnetic_tile(args.src, args.dst)
+    print(json.dumps(counts, indent=2))
+    print(f"prepared {args.dst}; train with: hlgfa-lite train --data {args.dst} --category magnetic_tile --out RUN")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hlgfa-lite",
+        description="HLGFA anomaly detection: train on defect-free images, score by cross-resolution misalignment.",
+        epilog=f"Blocks you can switch off with --set NAME=false: {', '.join(BLOCKS)}. "
+        "Every key of the config dataclass (hlgfa_lite/config.py) can be set the same way.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, config: bool = True) -> None:
+        if config:
+            p.add_argument("--config", help="JSON file of config keys (e.g. a run's config.json)")
+            p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("demo", help="the main job: build demo data, train, evaluate, write figures")
+    p.add_argument("--out", required=True, help="output folder (metrics.json, figures/, runs per category)")
+    p.add_argument("--category", action="append", help="demo category (brick, gravel, grass); default all")
+    common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train on ROOT/CAT/train/good; writes RUN/config.json, checkpoint.pt, log")
+    p.add_argument("--data", required=True, help="MVTec-AD-style root folder")
+    p.add_argument("--category", required=True)
+    p.add_argument("--out", required=True, help="run folder")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score ROOT/CAT/test; prints and writes RUN/metrics.json")
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--category", required=True)
+    common(p, config=False)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="scores and heatmap PNGs for any image files")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True, help="folder for heatmap PNGs and scores.csv")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("ablate", help="full model, each block off in turn, all off: table and bar chart")
+    p.add_argument("--data", required=True)
+    p.add_argument("--category", required=True)
+    p.add_argument("--out", required=True)
+    common(p)
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("prepare", help="convert a raw dataset into the MVTec AD layout")
+    prep = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    mt = prep.add_parser("magnetic-tile", help="Magnetic Tile Defect dataset (folder holding MT_Free, MT_Blowhole …)")
+    mt.add_argument("src")
+    mt.add_argument("dst")
+    mt.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except HLGFAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

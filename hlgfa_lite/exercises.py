@@ -1,0 +1,405 @@
+"""Checkers for the course exercises: run a student's tensor function on small cases.
+
+Each ``check_*`` calls the student's function on several tiny tensors, compares it
+with the reference (the library block it re-creates, see :mod:`hlgfa_lite.solutions`)
+and then
+
+* prints ``✓ ...`` and returns ``True`` when every case passes;
+* raises :class:`AssertionError` with a specific hint on the first failing case
+  (it recognises the usual mistakes: a forgotten sigmoid, instance instead of batch
+  norm, darkened borders ...);
+* prints ``… not attempted yet`` and returns ``False`` when the function still raises
+  :class:`NotImplementedError` (the notebook stub), so "Run all" never stops there.
+
+Student function signatures:
+
+* ``decompose(features, kernel) -> (structure, detail)``: box low-pass over
+  ``kernel x kernel`` cells (borders averaged over the cells that exist) and the
+  remainder, for (B, C, H, W) features.
+* ``modulate(x, gamma, beta) -> out``: ``norm(x) * (1 + gamma) + beta`` where ``norm``
+  is a **parameter-free batch norm that the function computes itself**: per channel,
+  mean and biased variance over batch and positions (dims 0, 2, 3), ``eps = 1e-5``
+  (what ``nn.BatchNorm2d(affine=False)`` does in training mode). ``gamma``/``beta``
+  are (B, C, H, W) maps (SPADE) or (B, C, 1, 1) vectors (FiLM).
+* ``gated_residual(x, correction, gate_logits) -> out``: ``x + sigmoid(gate_logits) * correction``
+  with a (B, 1, H, W) gate broadcast over channels.
+* ``misalignment(high, refined) -> energy``: mean over channels of the squared
+  difference, shape (B, 1, h, w).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import solutions
+from .blocks import ConditionalModulation, GatedResidual
+
+__all__ = ["check_decompose", "check_gated_residual", "check_misalignment", "check_modulation"]
+
+
+class _NotAttempted(Exception):
+    """The student's function still raises NotImplementedError."""
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=_gen(seed))
+
+
+def _call(fn: Callable[..., Any], *args: torch.Tensor | int) -> Any:
+    """Call the student's function on copies of the inputs; inputs must stay unchanged."""
+    copies = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+    try:
+        with torch.no_grad():
+            out = fn(*copies)
+    except NotImplementedError:
+        raise _NotAttempted from None
+    for before, after in zip(args, copies, strict=True):
+        if isinstance(before, torch.Tensor) and not torch.equal(before, after):
+            raise AssertionError(
+                "do not modify the inputs in place: build a new tensor (e.g. out = x + ..., not x += ...)"
+            )
+    return out
+
+
+def _tensor(value: Any, what: str, shape: torch.Size) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise AssertionError(f"{what} must be a torch.Tensor, got {type(value).__name__}")
+    if value.shape != shape:
+        raise AssertionError(f"{what} must keep the input shape {tuple(shape)}, got {tuple(value.shape)}")
+    if not torch.isfinite(value).all():
+        raise AssertionError(f"{what} contains NaN or inf; check for a division by zero (add eps)")
+    return value
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4) -> bool:
+    return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=1e-4))
+
+
+def _maxerr(a: torch.Tensor, b: torch.Tensor) -> str:
+    return f"max abs error {float((a - b).abs().max()):.3g}"
+
+
+def _run(name: str, body: Callable[[], str]) -> bool:
+    try:
+        summary = body()
+    except _NotAttempted:
+        print(
+            f"… {name}: not attempted yet (your function raises NotImplementedError); "
+            "write it in the cell above, then re-run this cell"
+        )
+        return False
+    print(f"✓ {name}: {summary}")
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# decompose
+# ---------------------------------------------------------------------------------------------
+
+
+def _split(out: Any, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        raise AssertionError("return a tuple of two tensors: (structure, detail)")
+    return _tensor(out[0], "structure", shape), _tensor(out[1], "detail", shape)
+
+
+def check_decompose(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]) -> bool:
+    """Check ``fn(features, kernel) -> (structure, detail)`` against :func:`hlgfa_lite.blocks.decompose`."""
+
+    def body() -> str:
+        feats = _randn(2, 3, 12, 10, seed=1)
+        structure, detail = _split(_call(fn, feats, 5), feats.shape)
+        if not _close(structure + detail, feats, atol=1e-5):
+            raise AssertionError(
+                "structure + detail must equal the input exactly: compute detail = features - structure "
+                f"({_maxerr(structure + detail, feats)})"
+            )
+        ref_s, ref_d = solutions.decompose(feats, 5)
+        if _close(structure, ref_d) and _close(detail, ref_s):
+            raise AssertionError(
+                "structure and detail are swapped: structure is the smooth low-pass part, detail the remainder"
+            )
+
+        const = torch.full((1, 2, 9, 9), 3.0)
+        s_const, d_const = _split(_call(fn, const, 5), const.shape)
+        if not _close(s_const, const):
+            inner_ok = _close(s_const[..., 2:-2, 2:-2], const[..., 2:-2, 2:-2])
+            if inner_ok:
+                raise AssertionError(
+                    "a constant map must stay constant up to its edges: use count_include_pad=False so "
+                    "borders are not darkened (the padded zeros must not enter the average)"
+                )
+            raise AssertionError(
+                "the structure prior of a constant map must be that same constant: average the features, "
+                f"do not sum them ({_maxerr(s_const, const)})"
+            )
+        if not _close(d_const, torch.zeros_like(const)):
+            raise AssertionError("a constant map has no detail: detail must be 0 everywhere")
+
+        spike = torch.zeros(2, 3, 11, 11)
+        spike[0, 1, 5, 5] = 1.0
+        s_spike, _ = _split(_call(fn, spike, 3), spike.shape)
+        if s_spike[0, [0, 2]].abs().max() > 1e-6 or s_spike[1].abs().max() > 1e-6:
+            raise AssertionError(
+                "filter each channel of each image on its own: a spike in one channel must not leak into "
+                "other channels or other images (use avg_pool2d, not a convolution across channels)"
+            )
+        s_one, d_one = _split(_call(fn, feats, 1), feats.shape)
+        if not (_close(s_one, feats) and _close(d_one, torch.zeros_like(feats))):
+            raise AssertionError("with kernel=1 the low-pass keeps everything: structure == features and detail == 0")
+
+        box = s_spike[0, 1]
+        outside = float(box.abs().sum() - box[4:7, 4:7].abs().sum())
+        if not (_close(box[4:7, 4:7], torch.full((3, 3), 1 / 9)) and abs(outside) < 1e-6):
+            raise AssertionError(
+                "the low-pass is a box (plain average) over kernel x kernel cells centred on each cell: "
+                "with kernel=3 a unit spike must become a 3x3 square of 1/9 "
+                "(F.avg_pool2d(features, kernel, stride=1, padding=kernel // 2, count_include_pad=False))"
+            )
+
+        for kernel, shape, seed in ((3, (2, 4, 8, 8), 2), (5, (1, 6, 16, 16), 3), (7, (2, 2, 7, 9), 4)):
+            x = _randn(*shape, seed=seed)
+            s, d = _split(_call(fn, x, kernel), x.shape)
+            rs, rd = solutions.decompose(x, kernel)
+            if not (_close(s, rs) and _close(d, rd)):
+                raise AssertionError(
+                    f"kernel={kernel}, shape {shape}: structure differs from the box low-pass "
+                    f"({_maxerr(s, rs)}); average over the kernel x kernel cells around each cell, "
+                    "stride 1, padding kernel // 2, count_include_pad=False"
+                )
+        return "structure + detail == features, box low-pass, borders not darkened, channels kept apart (8 cases)"
+
+    return _run("decompose", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# modulation
+# ---------------------------------------------------------------------------------------------
+
+
+def _stats_norm(x: torch.Tensor, dims: tuple[int, ...], unbiased: bool = False) -> torch.Tensor:
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, keepdim=True, unbiased=unbiased)
+    return (x - mean) / torch.sqrt(var + solutions.BN_EPS)
+
+
+def _diagnose_norm(out: torch.Tensor, x: torch.Tensor) -> str:
+    """Hint for a wrong ``modulate(x, 0, 0)`` (which must be the batch norm of x)."""
+    if _close(out, torch.zeros_like(x)):
+        return "the scale is (1 + gamma), not gamma: with gamma = 0 and beta = 0 the output must be norm(x), not 0"
+    if _close(out, x):
+        return (
+            "normalise x first: with gamma = beta = 0 the output must be norm(x) (zero mean, unit variance "
+            "per channel), not x itself"
+        )
+    if _close(out, _stats_norm(x, (2, 3))):
+        return (
+            "this is instance norm (statistics per image); use batch norm: per channel, mean and variance "
+            "over the batch and all positions, dims (0, 2, 3)"
+        )
+    if _close(out, _stats_norm(x, (1, 2, 3))) or _close(out, _stats_norm(x, (0, 1, 2, 3))):
+        return "normalise each channel separately: mean and variance over dims (0, 2, 3), not across channels"
+    if _close(out, _stats_norm(x, (0, 2, 3), unbiased=True), atol=1e-5):
+        return "use the biased variance (unbiased=False), as batch norm does"
+    if _close(out, x - x.mean(dim=(0, 2, 3), keepdim=True)):
+        return "divide by the standard deviation too: norm(x) = (x - mean) / sqrt(var + 1e-5)"
+    return (
+        "with gamma = beta = 0 the output must be norm(x) = (x - mean) / sqrt(var + 1e-5), mean and biased "
+        "variance per channel over (batch, H, W)"
+    )
+
+
+def check_modulation(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
+    """Check ``fn(x, gamma, beta) = batch_norm(x) * (1 + gamma) + beta`` (the student normalises x)."""
+
+    def body() -> str:
+        scale = torch.tensor([0.5, 1.0, 3.0]).view(1, 3, 1, 1)
+        offset = torch.tensor([-2.0, 0.0, 3.0]).view(1, 3, 1, 1)
+        x = _randn(4, 3, 6, 5, seed=10) * scale + offset
+        norm_x = solutions.batch_norm(x)
+        zeros = torch.zeros_like(x)
+
+        out = _tensor(_call(fn, x, zeros, zeros), "the output", x.shape)
+        if not _close(out, norm_x):
+            raise AssertionError(_diagnose_norm(out, x))
+
+        out = _tensor(_call(fn, x, torch.ones_like(x), zeros), "the output", x.shape)
+        if _close(out, norm_x):
+            raise AssertionError(
+                "gamma has no effect: with gamma = 1 the output must be 2 * norm(x). Scale the normalised "
+                "features, norm(x) * (1 + gamma); a scale applied before normalising is undone by it"
+            )
+        if not _close(out, 2 * norm_x):
+            raise AssertionError(
+                "gamma must scale the normalised features: out = norm(x) * (1 + gamma) + beta, so with "
+                f"gamma = 1 and beta = 0 the output is 2 * norm(x) ({_maxerr(out, 2 * norm_x)})"
+            )
+
+        half = torch.full_like(x, 0.5)
+        out = _tensor(_call(fn, x, zeros, half), "the output", x.shape)
+        if not _close(out, norm_x + 0.5):
+            hint = " (beta added before the normalisation is removed again by it)" if _close(out, norm_x) else ""
+            raise AssertionError(
+                f"beta must be added after normalising: with gamma = 0 and beta = 0.5 the output is norm(x) + 0.5{hint}"
+            )
+
+        gamma, beta = 0.5 * _randn(*x.shape, seed=11), _randn(*x.shape, seed=12)
+        out = _tensor(_call(fn, x, gamma, beta), "the output", x.shape)
+        want = solutions.modulate(x, gamma, beta)
+        if not _close(out, want):
+            if _close(out, (norm_x + beta) * (1 + gamma)):
+                raise AssertionError(
+                    "add beta after scaling: norm(x) * (1 + gamma) + beta, not (norm(x) + beta) * (1 + gamma)"
+                )
+            if _close(out, solutions.batch_norm(x * (1 + gamma) + beta)):
+                raise AssertionError("normalise x before modulating it, not after: norm(x) * (1 + gamma) + beta")
+            raise AssertionError(
+                "with spatial gamma/beta maps the output must be norm(x) * (1 + gamma) + beta, element by "
+                f"element ({_maxerr(out, want)})"
+            )
+
+        g_vec, b_vec = gamma[..., :1, :1].contiguous(), beta[..., :1, :1].contiguous()
+        out = _tensor(_call(fn, x, g_vec, b_vec), "the output", x.shape)
+        if not _close(out, solutions.modulate(x, g_vec, b_vec)):
+            raise AssertionError(
+                "FiLM-style gamma/beta of shape (B, C, 1, 1) must broadcast over positions: use plain "
+                "element-wise arithmetic, no reshaping"
+            )
+
+        with torch.random.fork_rng():  # leaves the caller's global RNG untouched
+            torch.manual_seed(0)
+            block = ConditionalModulation(3, cond_channels=2, hidden=8)
+            for layer in (block.to_gamma, block.to_beta):  # leave the identity start: non-trivial gamma/beta
+                nn.init.normal_(layer.weight, std=0.2)
+        block.train()
+        cond = _randn(4, 2, 6, 5, seed=13)
+        with torch.no_grad():
+            g, b = block.params(cond)
+            want = block(x, cond)
+        out = _tensor(_call(fn, x, g, b), "the output", x.shape)
+        if not _close(out, want):
+            raise AssertionError(
+                "your function differs from the library's ConditionalModulation block (training mode) "
+                f"({_maxerr(out, want)}); use eps = 1e-5 in sqrt(var + eps)"
+            )
+        return (
+            "batch norm per channel, (1 + gamma) scale, beta shift, SPADE maps and FiLM vectors, "
+            "matches the ConditionalModulation block (6 cases)"
+        )
+
+    return _run("modulate", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# gated residual
+# ---------------------------------------------------------------------------------------------
+
+
+def _diagnose_gate(out: torch.Tensor, x: torch.Tensor, r: torch.Tensor, logits: torch.Tensor) -> str | None:
+    g = torch.sigmoid(logits)
+    if _close(out, x + logits * r) or _close(out, x + r) or _close(out, x):
+        return (
+            "the gate must go through a sigmoid: with gate_logits=0 the output should be x + 0.5*correction "
+            "(sigmoid(0) = 0.5)"
+        )
+    if _close(out, x + torch.tanh(logits) * r):
+        return "use sigmoid, not tanh: the gate must lie in (0, 1) (sigmoid(0) = 0.5)"
+    if _close(out, (1 - g) * x + g * r):
+        return (
+            "not a blend: x passes through unchanged, out = x + sigmoid(gate_logits) * correction "
+            "(a closed gate leaves x as it is)"
+        )
+    if _close(out, g * r):
+        return "keep the residual path: out = x + sigmoid(gate_logits) * correction (you dropped x)"
+    if _close(out, g * x + r):
+        return "the gate multiplies the correction, not x: out = x + sigmoid(gate_logits) * correction"
+    if _close(out, x + (1 - g) * r):
+        return "the gate opens for large logits: use sigmoid(gate_logits), not 1 - sigmoid(gate_logits)"
+    return None
+
+
+def check_gated_residual(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
+    """Check ``fn(x, correction, gate_logits) = x + sigmoid(gate_logits) * correction``."""
+
+    def body() -> str:
+        x, r = _randn(2, 4, 5, 6, seed=20), _randn(2, 4, 5, 6, seed=21)
+        zero = torch.zeros(2, 1, 5, 6)
+        for logits, name in (
+            (_randn(2, 1, 5, 6, seed=22) * 3, "random gate_logits"),
+            (zero, "gate_logits=0"),
+        ):
+            out = _tensor(_call(fn, x, r, logits), "the output", x.shape)
+            want = solutions.gated_residual(x, r, logits)
+            if not _close(out, want):
+                hint = _diagnose_gate(out, x, r, logits)
+                raise AssertionError(
+                    hint or f"{name}: expected x + sigmoid(gate_logits) * correction ({_maxerr(out, want)})"
+                )
+
+        out = _tensor(_call(fn, x, r, torch.full_like(zero, -30.0)), "the output", x.shape)
+        if not _close(out, x):
+            raise AssertionError("with a closed gate (gate_logits -> -inf) the output must be x itself")
+        out = _tensor(_call(fn, x, r, torch.full_like(zero, 30.0)), "the output", x.shape)
+        if not _close(out, x + r):
+            raise AssertionError("with an open gate (gate_logits -> +inf) the output must be x + correction")
+
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            block = GatedResidual(4, cond_channels=3, hidden=8)
+        cond = _randn(2, 3, 5, 6, seed=23)
+        with torch.no_grad():
+            correction = block.correction(torch.cat([x, cond], dim=1))
+            logits = block.gate(cond)
+            want = block(x, cond)
+        out = _tensor(_call(fn, x, correction, logits), "the output", x.shape)
+        if not _close(out, want):
+            raise AssertionError(
+                "your function differs from the library's GatedResidual block: the (B, 1, H, W) gate must "
+                f"broadcast over the channels ({_maxerr(out, want)})"
+            )
+        return "sigmoid gate, x passes through, closed/open limits, matches the GatedResidual block (5 cases)"
+
+    return _run("gated_residual", body)
+
+
+# ---------------------------------------------------------------------------------------------
+# misalignment energy
+# ---------------------------------------------------------------------------------------------
+
+
+def check_misalignment(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
+    """Check ``fn(high, refined) -> (B, 1, h, w)`` mean squared difference over channels."""
+
+    def body() -> str:
+        high, refined = _randn(2, 5, 4, 6, seed=30), _randn(2, 5, 4, 6, seed=31)
+        out = _call(fn, high, refined)
+        want = solutions.misalignment(high, refined)
+        if isinstance(out, torch.Tensor) and out.shape == (2, 4, 6):
+            raise AssertionError("keep a channel axis of size 1: mean(dim=1, keepdim=True) gives (B, 1, h, w)")
+        out = _tensor(out, "the energy", want.shape)
+        if not _close(out, want):
+            diff = high - refined
+            if _close(out, diff.pow(2).sum(dim=1, keepdim=True)):
+                raise AssertionError("average over channels (mean), not sum: levels differ in channel count")
+            if _close(out, diff.abs().mean(dim=1, keepdim=True)):
+                raise AssertionError("square the difference: energy = mean over channels of (high - refined)**2")
+            if _close(out, diff.pow(2).mean(dim=1, keepdim=True).sqrt()):
+                raise AssertionError("no square root: the energy is the mean squared difference")
+            raise AssertionError(f"expected mean over channels of (high - refined)**2 ({_maxerr(out, want)})")
+        same = _tensor(_call(fn, high, high), "the energy", want.shape)
+        if not _close(same, torch.zeros_like(want)):
+            raise AssertionError("identical features are perfectly aligned: the energy must be 0")
+        shifted = _tensor(_call(fn, high, high + 2.0), "the energy", want.shape)
+        if not _close(shifted, torch.full_like(want, 4.0)):
+            raise AssertionError("a uniform offset of 2 in every channel must give an energy of 4 everywhere")
+        return "mean squared difference over channels, shape (B, 1, h, w) (3 cases)"
+
+    return _run("misalignment", body)

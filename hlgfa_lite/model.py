@@ -1,0 +1,152 @@
+"""HLGFA: the blocks composed into one torch model.
+
+``images -> DualResolution -> (high, low) features per level``; per level the
+high-res features are decomposed into structure/detail priors, squeezed into
+guidance codes, and a :class:`LevelRefiner` (conditional modulation + gated
+residual) refines the low-res features toward the high-res ones. Training
+minimises the misalignment (:func:`alignment_loss`); at test time the
+misalignment is the anomaly map (:mod:`hlgfa_lite.anomaly_map`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .anomaly_map import AnomalyMapGenerator, image_scores
+from .backbone import FrozenBackbone
+from .blocks import ConditionalModulation, DualResolution, GatedResidual, GuidanceCode, decompose
+from .config import HLGFAConfig
+
+
+class LevelRefiner(nn.Module):
+    """Refines one level's low-res features under guidance from the high-res priors."""
+
+    def __init__(self, channels: int, cfg: HLGFAConfig):
+        super().__init__()
+        self.use_priors, self.kernel = cfg.priors, cfg.prior_kernel
+        # With priors off the blocks are conditioned on the low-res features themselves.
+        self.modulation = self.residual = None
+        if cfg.modulation:
+            self.structure_code = GuidanceCode(channels, cfg.guidance, cfg.guidance_channels)
+            self.modulation = ConditionalModulation(channels, self.structure_code.out_channels, cfg.hidden_channels)
+        if cfg.gated_residual:
+            self.detail_code = GuidanceCode(channels, cfg.guidance, cfg.guidance_channels)
+            self.residual = GatedResidual(channels, self.detail_code.out_channels, cfg.hidden_channels)
+
+    def priors(self, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(structure, detail) of the high-res features (of the low-res ones with priors off)."""
+        return decompose(high if self.use_priors else low, self.kernel)
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        if self.modulation is None and self.residual is None:
+            return low
+        structure, detail = self.priors(low, high)
+        out = low
+        if self.modulation is not None:
+            out = self.modulation(out, self.structure_code(structure))
+        if self.residual is not None:
+            out = self.residual(out, self.detail_code(detail))
+        return out
+
+    @torch.no_grad()
+    def inspect(self, low: torch.Tensor, high: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The blocks' internals for teaching: priors, gamma, beta and gate maps."""
+        structure, detail = self.priors(low, high)
+        found = {"structure": structure, "detail": detail}
+        if self.modulation is not None:
+            found["gamma"], found["beta"] = self.modulation.params(self.structure_code(structure))
+        if self.residual is not None:
+            found["gate"] = self.residual.gate_map(self.detail_code(detail))
+        return found
+
+
+@dataclass
+class HLGFAOutput:
+    """Everything one forward pass produces (per-level lists are ordered by stride)."""
+
+    high: list[torch.Tensor]
+    low: list[torch.Tensor]
+    refined: list[torch.Tensor]
+
+    @property
+    def residuals(self) -> list[torch.Tensor]:
+        return [h - r for h, r in zip(self.high, self.refined)]
+
+
+def alignment_loss(out: HLGFAOutput) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Mean squared cross-resolution misalignment, averaged over levels."""
+    per_level = [res.pow(2).mean() for res in out.residuals]
+    return torch.stack(per_level).mean(), per_level
+
+
+class HLGFA(nn.Module):
+    def __init__(self, cfg: HLGFAConfig, backbone: FrozenBackbone | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides)
+        self.extractor = DualResolution(self.backbone, cfg.low_size, cfg.dual_resolution)
+        channels = self.backbone.channels
+        grids = [cfg.image_size // s for s in cfg.feature_strides]
+        for i, c in enumerate(channels):  # per-channel standardisation of backbone features
+            self.register_buffer(f"feat_mean{i}", torch.zeros(1, c, 1, 1))
+            self.register_buffer(f"feat_std{i}", torch.ones(1, c, 1, 1))
+        self.refiners = nn.ModuleList(LevelRefiner(c, cfg) for c in channels)
+        self.map_generator = AnomalyMapGenerator(channels, grids, cfg.normalize, cfg.per_position)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.refiners.parameters() if p.requires_grad]
+
+    def _standardise(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [(f - getattr(self, f"feat_mean{i}")) / getattr(self, f"feat_std{i}") for i, f in enumerate(feats)]
+
+    @torch.no_grad()
+    def fit_feature_stats(self, batches: list[torch.Tensor]) -> None:
+        """Per-channel mean/std of the high-res features on (clean) training images."""
+        feats = [self.backbone(b) for b in batches]
+        for i in range(len(self.refiners)):
+            level = torch.cat([f[i] for f in feats])
+            getattr(self, f"feat_mean{i}").copy_(level.mean(dim=(0, 2, 3), keepdim=True))
+            getattr(self, f"feat_std{i}").copy_(level.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-4))
+
+    def forward(self, images: torch.Tensor) -> HLGFAOutput:
+        high, low = self.extractor(images)
+        high, low = self._standardise(high), self._standardise(low)
+        refined = [refiner(lo, hi) for refiner, lo, hi in zip(self.refiners, low, high)]
+        return HLGFAOutput(high, low, refined)
+
+    @torch.no_grad()
+    def calibrate(self, batches: list[torch.Tensor]) -> None:
+        """Residual statistics on clean training images (call after training, in eval mode)."""
+        self.eval()
+        gen = self.map_generator
+        gen.calibrate(gen.vectors(out.high, out.refined) for out in (self(b) for b in batches))
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) images in [0, 1] -> (scores (B,), maps (B, 1, S, S))."""
+        self.eval()
+        out = self(images)
+        vectors = self.map_generator.vectors(out.high, out.refined)
+        maps = self.map_generator(vectors, images.shape[-1], self.cfg.smoothing_sigma, self.cfg.level_weights)
+        return image_scores(maps, self.cfg.image_score), maps
+
+    @torch.no_grad()
+    def inspect(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Per level: standardised high/low/refined features, misalignment energy and
+        the blocks' internals (structure, detail, gamma, beta, gate) — for teaching."""
+        self.eval()
+        out = self(images)
+        levels = []
+        for i, (refiner, lo, hi, ref) in enumerate(zip(self.refiners, out.low, out.high, out.refined)):
+            found = {"high": hi, "low": lo, "refined": ref}
+            found["raw_misalignment"] = (hi - lo).pow(2).mean(dim=1, keepdim=True)
+            vec = self.map_generator.vectors([hi], [ref])[0]
+            found["misalignment"] = self.map_generator.level_energy(i, vec) / getattr(
+                self.map_generator, f"level_mean{i}"
+            )
+            found.update(refiner.inspect(lo, hi))
+            levels.append(found)
+        return levels

@@ -1,0 +1,471 @@
+"""Command line: help texts, train -> evaluate -> predict, and one-line errors (exit 2) for bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hlgfa_lite.cli import main
+from hlgfa_lite.config import BLOCKS, HLGFAConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_SET = [
+    "--set",
+    "image_size=64",
+    "--set",
+    "epochs=1",
+    "--set",
+    "max_train_images=8",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "num_threads=1",
+]
+METRICS_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro", "seconds_fit", "ms_per_image")
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """main(argv) in-process: (exit code, stdout, stderr); argparse exits count as exit codes."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+    return rc, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(result: tuple[int, str, str], *names: str) -> str:
+    rc, out, err = result
+    assert rc == 2, (rc, out, err)
+    assert "Traceback" not in out + err
+    assert "\r" not in err
+    lines = err.strip("\n").split("\n")
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+# --- help ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        ([], ["demo", "train", "evaluate", "predict", "ablate", "prepare", *BLOCKS]),
+        (["demo"], ["--out", "--category", "--config", "--set", "--quiet"]),
+        (["train"], ["--data", "--category", "--out", "--config", "--set", "--quiet"]),
+        (["evaluate"], ["--run", "--data", "--category", "--quiet"]),
+        (["predict"], ["--run", "--out", "IMAGE"]),
+        (["ablate"], ["--data", "--category", "--out", "--config", "--set"]),
+        (["prepare"], ["magnetic-tile"]),
+        (["prepare", "magnetic-tile"], ["src", "dst"]),
+    ],
+    ids=["top", "demo", "train", "evaluate", "predict", "ablate", "prepare", "prepare-magnetic-tile"],
+)
+def test_help(argv: list[str], expected: list[str]) -> None:
+    rc, out, err = run_cli([*argv, "--help"])
+    assert rc == 0 and err == ""
+    assert out.startswith("usage: hlgfa-lite")
+    for word in expected:
+        assert word in out, word
+
+
+def test_no_command_is_a_usage_error() -> None:
+    rc, _, err = run_cli([])
+    assert rc == 2 and "usage:" in err
+
+
+# --- bad input: one line on stderr, exit 2 -------------------------------------------------
+
+
+def test_missing_data_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    assert_one_line_error(
+        run_cli(["train", "--data", missing, "--category", "brick", "--out", tmp_path / "run", "--quiet"]),
+        str(missing),
+    )
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_empty_train_good(tmp_path: Path) -> None:
+    good = tmp_path / "root" / "brick" / "train" / "good"
+    good.mkdir(parents=True)
+    (good / "notes.txt").write_text("not an image")
+    assert_one_line_error(
+        run_cli(
+            [
+                "train",
+                "--data",
+                tmp_path / "root",
+                "--category",
+                "brick",
+                "--out",
+                tmp_path / "run",
+                "--quiet",
+            ]
+        ),
+        str(good),
+    )
+
+
+@pytest.fixture
+def corrupt_root(tmp_path: Path, demo_root: Path) -> tuple[Path, Path]:
+    root = tmp_path / "root"
+    shutil.copytree(demo_root / "brick" / "train", root / "brick" / "train")
+    bad = root / "brick" / "train" / "good" / "zz_corrupt.png"
+    bad.write_bytes(np.random.default_rng(0).bytes(2000))
+    return root, bad
+
+
+def test_corrupt_training_image(tmp_path: Path, corrupt_root: tuple[Path, Path]) -> None:
+    root, bad = corrupt_root
+    assert_one_line_error(
+        run_cli(
+            ["train", "--data", root, "--category", "brick", "--out", tmp_path / "run", "--quiet", *TINY_SET]
+        ),
+        str(bad),
+    )
+
+
+def test_corrupt_training_image_with_progress_bars(tmp_path: Path, corrupt_root: tuple[Path, Path]) -> None:
+    root, bad = corrupt_root
+    rc, out, err = run_cli(
+        ["train", "--data", root, "--category", "brick", "--out", tmp_path / "run", *TINY_SET]
+    )
+    assert rc == 2 and "Traceback" not in out + err
+    last = err.strip("\n").split("\n")[-1].split("\r")[-1]  # what a terminal shows after the bar is cleared
+    assert last.startswith("error: ") and str(bad) in last
+
+
+@pytest.fixture
+def wrong_mask_root(tmp_path: Path, demo_root: Path) -> tuple[Path, Path]:
+    root = Path(shutil.copytree(demo_root, tmp_path / "data"))
+    mask = next(iter(sorted((root / "brick" / "ground_truth").rglob("*_mask.png"))))
+    with Image.open(mask) as img:
+        h, w = img.height, img.width
+    Image.fromarray(np.zeros((h // 2, w // 2), dtype=np.uint8)).save(mask)
+    return root, mask
+
+
+def test_mask_of_wrong_size_ablate(tmp_path: Path, wrong_mask_root: tuple[Path, Path]) -> None:
+    root, mask = wrong_mask_root
+    assert_one_line_error(
+        run_cli(
+            ["ablate", "--data", root, "--category", "brick", "--out", tmp_path / "abl", "--quiet", *TINY_SET]
+        ),
+        str(mask),
+    )
+
+
+def test_mask_of_wrong_size_evaluate(
+    untrained_run: Path, tmp_path: Path, wrong_mask_root: tuple[Path, Path]
+) -> None:
+    root, mask = wrong_mask_root
+    run = Path(shutil.copytree(untrained_run, tmp_path / "run"))
+    assert_one_line_error(
+        run_cli(["evaluate", "--run", run, "--data", root, "--category", "brick", "--quiet"]), str(mask)
+    )
+    assert not (run / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    "item,name",
+    [
+        ("colour=red", "colour"),
+        ("epochs=abc", "epochs"),
+        ("gated_residual=maybe", "gated_residual"),
+        ("image_size=100", "image_size"),
+        ("nokey", "nokey"),
+    ],
+)
+def test_bad_set(tmp_path: Path, demo_root: Path, item: str, name: str) -> None:
+    line = assert_one_line_error(
+        run_cli(
+            [
+                "train",
+                "--data",
+                demo_root,
+                "--category",
+                "brick",
+                "--out",
+                tmp_path / "run",
+                "--quiet",
+                "--set",
+                item,
+            ]
+        ),
+        name,
+    )
+    if name == "colour":
+        assert "valid keys" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_set_infinite_int(tmp_path: Path, demo_root: Path) -> None:
+    assert_one_line_error(
+        run_cli(
+            [
+                "train",
+                "--data",
+                demo_root,
+                "--category",
+                "brick",
+                "--out",
+                tmp_path / "run",
+                "--quiet",
+                "--set",
+                "epochs=inf",
+            ]
+        ),
+        "epochs",
+    )
+
+
+def test_missing_config_file(tmp_path: Path, demo_root: Path) -> None:
+    missing = tmp_path / "cfg.json"
+    assert_one_line_error(
+        run_cli(
+            [
+                "train",
+                "--data",
+                demo_root,
+                "--category",
+                "brick",
+                "--out",
+                tmp_path / "run",
+                "--quiet",
+                "--config",
+                missing,
+            ]
+        ),
+        str(missing),
+    )
+
+
+def test_evaluate_without_checkpoint(tmp_path: Path, untrained_run: Path, demo_root: Path) -> None:
+    run = Path(shutil.copytree(untrained_run, tmp_path / "run"))
+    (run / "checkpoint.pt").unlink()
+    assert_one_line_error(
+        run_cli(["evaluate", "--run", run, "--data", demo_root, "--category", "brick", "--quiet"]),
+        str(run / "checkpoint.pt"),
+    )
+    assert_one_line_error(
+        run_cli(
+            ["evaluate", "--run", tmp_path / "no_run", "--data", demo_root, "--category", "brick", "--quiet"]
+        ),
+        str(tmp_path / "no_run"),
+    )
+
+
+def test_checkpoint_from_another_config(tmp_path: Path, untrained_run: Path, demo_root: Path) -> None:
+    run = Path(shutil.copytree(untrained_run, tmp_path / "run"))
+    HLGFAConfig.load(run / "config.json").with_overrides({"gated_residual": False}).save(run / "config.json")
+    line = assert_one_line_error(
+        run_cli(["evaluate", "--run", run, "--data", demo_root, "--category", "brick", "--quiet"]),
+        "another config",
+        "gated_residual",
+    )
+    assert str(run / "checkpoint.pt") in line
+    line = assert_one_line_error(
+        run_cli(
+            [
+                "predict",
+                "--run",
+                run,
+                "--out",
+                tmp_path / "pred",
+                str(demo_root / "brick" / "test" / "good" / "000.png"),
+            ]
+        ),
+        "another config",
+    )
+
+
+def test_predict_missing_image(tmp_path: Path, untrained_run: Path) -> None:
+    missing = tmp_path / "missing.png"
+    assert_one_line_error(
+        run_cli(["predict", "--run", untrained_run, "--out", tmp_path / "pred", missing]), str(missing)
+    )
+
+
+def test_predict_corrupt_image(tmp_path: Path, untrained_run: Path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    assert_one_line_error(
+        run_cli(["predict", "--run", untrained_run, "--out", tmp_path / "pred", bad]), str(bad)
+    )
+
+
+def test_prepare_missing_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "MTD"
+    assert_one_line_error(run_cli(["prepare", "magnetic-tile", missing, tmp_path / "out"]), str(missing))
+
+
+def test_demo_unknown_category(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run_cli(["demo", "--out", tmp_path / "demo", "--category", "marble", "--quiet"]), "marble"
+    )
+    assert not (tmp_path / "demo" / "data").exists()
+
+
+@pytest.mark.slow
+def test_single_training_image(tmp_path: Path, demo_root: Path) -> None:
+    assert_one_line_error(
+        run_cli(
+            [
+                "train",
+                "--data",
+                demo_root,
+                "--category",
+                "brick",
+                "--out",
+                tmp_path / "run",
+                "--quiet",
+                *TINY_SET,
+                "--set",
+                "max_train_images=1",
+            ]
+        ),
+        "train",
+    )
+
+
+# --- the real pipeline ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> tuple[Path, tuple[int, str, str]]:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    result = run_cli(
+        [
+            "train",
+            "--data",
+            demo_root,
+            "--category",
+            "brick",
+            "--out",
+            run,
+            "--quiet",
+            *TINY_SET,
+            "--set",
+            "gated_residual=false",
+        ]
+    )
+    return run, result
+
+
+@pytest.mark.slow
+def test_cli_train(cli_run) -> None:
+    run, (rc, out, err) = cli_run
+    assert rc == 0, err
+    assert err == ""
+    assert out.startswith("done: 1 epochs")
+    for name in ("config.json", "checkpoint.pt", "train_log.jsonl", "loss_curve.png"):
+        assert (run / name).is_file(), name
+    cfg = HLGFAConfig.load(run / "config.json")
+    assert cfg.gated_residual is False and cfg.image_size == 64 and cfg.epochs == 1
+
+
+@pytest.mark.slow
+def test_cli_evaluate(cli_run, demo_root: Path) -> None:
+    run, (rc, _, _) = cli_run
+    assert rc == 0
+    rc, out, err = run_cli(["evaluate", "--run", run, "--data", demo_root, "--category", "brick", "--quiet"])
+    assert rc == 0, err
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in METRICS_KEYS:
+        assert key in metrics, key
+        assert f"{key}=" in out
+    for key in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["seconds_fit"] > 0 and metrics["ms_per_image"] > 0
+    assert metrics["blocks"]["gated_residual"] is False
+    assert (run / "figures" / "heatmaps.png").is_file()
+
+
+@pytest.mark.slow
+def test_cli_predict(cli_run, demo_root: Path, tmp_path: Path) -> None:
+    run, (rc, _, _) = cli_run
+    assert rc == 0
+    images = [
+        demo_root / "brick" / "test" / "good" / "000.png",
+        next(iter(sorted((demo_root / "brick" / "test" / "scratch").glob("*.png")))),
+    ]
+    out_dir = tmp_path / "pred"
+    rc, out, err = run_cli(["predict", "--run", run, "--out", out_dir, *images])
+    assert rc == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    with open(out_dir / "scores.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["image"] for r in rows] == [str(p) for p in images]
+    for line, row in zip(lines, rows, strict=True):
+        path, score, heatmap = line.split("\t")
+        assert path == row["image"] and float(score) == pytest.approx(float(row["score"]), abs=1e-4)
+        assert np.isfinite(float(row["score"]))
+        assert Path(heatmap).is_file() and Path(heatmap).parent == out_dir
+
+
+# --- the installed entry point -----------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def test_entry_point_help() -> None:
+    exe = Path(sys.executable).parent / "hlgfa-lite"
+    if not exe.is_file():
+        pytest.skip("hlgfa-lite entry point not installed (pip install -e .)")
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 0 and "usage: hlgfa-lite" in proc.stdout
+
+
+def test_module_help_subprocess() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hlgfa_lite.cli", "train", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 0 and "--data" in proc.stdout
+
+
+@pytest.mark.slow
+def test_module_error_exit_code_subprocess(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hlgfa_lite.cli",
+            "prepare",
+            "magnetic-tile",
+            str(tmp_path / "x"),
+            str(tmp_path / "y"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1

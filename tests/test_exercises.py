@@ -1,0 +1,210 @@
+"""Course exercise checkers: the references pass, typical mistakes fail with a specific hint."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hlgfa_lite import exercises, solutions
+from hlgfa_lite.blocks import decompose as library_decompose
+
+
+def _not_implemented(*args: object) -> None:
+    raise NotImplementedError
+
+
+# --- decompose -------------------------------------------------------------------------------
+
+
+def _pad_darkens(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    s = F.avg_pool2d(x, k, stride=1, padding=k // 2)  # count_include_pad=True (the default)
+    return s, x - s
+
+
+def _detail_wrong(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    s = solutions.box_lowpass(x, k)
+    return s, x - 0.5 * s
+
+
+def _swapped(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    s, d = solutions.decompose(x, k)
+    return d, s
+
+
+def _strided(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    s = F.avg_pool2d(x, k, stride=k, ceil_mode=True, count_include_pad=False)
+    return s, x - F.interpolate(s, size=x.shape[-2:])
+
+
+def _mixes_channels(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    s = solutions.box_lowpass(x, k).mean(dim=1, keepdim=True).expand_as(x)
+    return s, x - s
+
+
+def _half_kernel(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    kk = max(1, k - 2)
+    s = F.avg_pool2d(x, kk, stride=1, padding=kk // 2, count_include_pad=False)
+    return s, x - s
+
+
+def _in_place(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    s = solutions.box_lowpass(x, k)
+    x -= s
+    return s, x
+
+
+def test_decompose_references_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exercises.check_decompose(solutions.decompose) is True
+    assert exercises.check_decompose(library_decompose) is True
+    assert capsys.readouterr().out.startswith("✓ decompose")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (_pad_darkens, "count_include_pad=False so borders are not darkened"),
+        (_detail_wrong, "structure + detail must equal the input exactly"),
+        (_swapped, "swapped"),
+        (_strided, "must keep the input shape"),
+        (_mixes_channels, "filter each channel"),
+        (_half_kernel, "kernel x kernel cells"),
+        (_in_place, "do not modify the inputs in place"),
+        (lambda x, k: solutions.box_lowpass(x, k), "return a tuple of two tensors"),
+    ],
+)
+def test_decompose_mistakes_get_hints(wrong: Callable, hint: str) -> None:
+    with pytest.raises(AssertionError, match=re.escape(hint)):
+        exercises.check_decompose(wrong)
+
+
+# --- modulation ------------------------------------------------------------------------------
+
+
+def _norm(x: torch.Tensor, dims: tuple[int, ...], unbiased: bool = False) -> torch.Tensor:
+    return (x - x.mean(dims, keepdim=True)) / torch.sqrt(x.var(dims, keepdim=True, unbiased=unbiased) + 1e-5)
+
+
+MODULATION_MISTAKES = [
+    (lambda x, g, b: x * (1 + g) + b, "normalise x first"),
+    (lambda x, g, b: solutions.batch_norm(x) * g + b, "the scale is (1 + gamma), not gamma"),
+    (lambda x, g, b: _norm(x, (2, 3)) * (1 + g) + b, "this is instance norm"),
+    (lambda x, g, b: _norm(x, (1, 2, 3)) * (1 + g) + b, "normalise each channel separately"),
+    (lambda x, g, b: _norm(x, (0, 2, 3), unbiased=True) * (1 + g) + b, "use the biased variance"),
+    (lambda x, g, b: (x - x.mean((0, 2, 3), keepdim=True)) * (1 + g) + b, "divide by the standard deviation"),
+    (lambda x, g, b: solutions.batch_norm(x) + b, "gamma has no effect"),
+    (lambda x, g, b: solutions.batch_norm(x + b) * (1 + g), "beta must be added after normalising"),
+    (lambda x, g, b: (solutions.batch_norm(x) + b) * (1 + g), "add beta after scaling"),
+    (lambda x, g, b: solutions.batch_norm(x * (1 + g) + b), "a scale applied before normalising is undone"),
+    (lambda x, g, b: solutions.batch_norm(x) * (1 + 2 * g) + b, "gamma must scale the normalised features"),
+]
+
+
+def test_modulation_reference_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exercises.check_modulation(solutions.modulate) is True
+    assert capsys.readouterr().out.startswith("✓ modulate")
+
+
+def test_modulation_reference_matches_library_block_in_training_mode() -> None:
+    from hlgfa_lite.blocks import ConditionalModulation
+
+    block = ConditionalModulation(5, cond_channels=3, hidden=4).train()
+    x, cond = torch.randn(3, 5, 4, 4) * 2 + 1, torch.randn(3, 3, 4, 4)
+    gamma, beta = block.params(cond)
+    torch.testing.assert_close(block(x, cond), solutions.modulate(x, gamma, beta), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("wrong", "hint"), MODULATION_MISTAKES)
+def test_modulation_mistakes_get_hints(wrong: Callable, hint: str) -> None:
+    with pytest.raises(AssertionError, match=re.escape(hint)):
+        exercises.check_modulation(wrong)
+
+
+def test_modulation_film_vectors_must_broadcast() -> None:
+    def reshapes(x: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if g.shape[-1] == 1:  # FiLM vectors handled wrongly: only their mean is used
+            g, b = g.mean(), b.mean()
+        return solutions.modulate(x, g, b)
+
+    with pytest.raises(AssertionError, match="must broadcast over positions"):
+        exercises.check_modulation(reshapes)
+
+
+# --- gated residual --------------------------------------------------------------------------
+
+
+GATE_MISTAKES = [
+    (lambda x, r, g: x + g * r, "the gate must go through a sigmoid: with gate_logits=0 the output should be x + 0.5"),
+    (lambda x, r, g: x + r, "the gate must go through a sigmoid"),
+    (lambda x, r, g: x + torch.tanh(g) * r, "use sigmoid, not tanh"),
+    (lambda x, r, g: (1 - torch.sigmoid(g)) * x + torch.sigmoid(g) * r, "not a blend"),
+    (lambda x, r, g: torch.sigmoid(g) * r, "you dropped x"),
+    (lambda x, r, g: torch.sigmoid(g) * x + r, "the gate multiplies the correction, not x"),
+    (lambda x, r, g: x + (1 - torch.sigmoid(g)) * r, "the gate opens for large logits"),
+    (lambda x, r, g: x + torch.sigmoid(g.mean(dim=(2, 3), keepdim=True)) * r, "expected x + sigmoid"),
+]
+
+
+def test_gated_residual_reference_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exercises.check_gated_residual(solutions.gated_residual) is True
+    assert capsys.readouterr().out.startswith("✓ gated_residual")
+
+
+@pytest.mark.parametrize(("wrong", "hint"), GATE_MISTAKES)
+def test_gated_residual_mistakes_get_hints(wrong: Callable, hint: str) -> None:
+    with pytest.raises(AssertionError, match=re.escape(hint)):
+        exercises.check_gated_residual(wrong)
+
+
+def test_gated_residual_in_place_is_rejected() -> None:
+    def in_place(x: torch.Tensor, r: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        x += torch.sigmoid(g) * r
+        return x
+
+    with pytest.raises(AssertionError, match="in place"):
+        exercises.check_gated_residual(in_place)
+
+
+# --- misalignment ----------------------------------------------------------------------------
+
+
+def test_misalignment_reference_and_mistakes() -> None:
+    assert exercises.check_misalignment(solutions.misalignment) is True
+    mistakes = [
+        (lambda h, r: (h - r).pow(2).mean(dim=1), "keep a channel axis"),
+        (lambda h, r: (h - r).pow(2).sum(dim=1, keepdim=True), "not sum"),
+        (lambda h, r: (h - r).abs().mean(dim=1, keepdim=True), "square the difference"),
+        (lambda h, r: (h - r).pow(2).mean(dim=1, keepdim=True).sqrt(), "no square root"),
+    ]
+    for wrong, hint in mistakes:
+        with pytest.raises(AssertionError, match=re.escape(hint)):
+            exercises.check_misalignment(wrong)
+
+
+# --- stubs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "checker",
+    [
+        exercises.check_decompose,
+        exercises.check_modulation,
+        exercises.check_gated_residual,
+        exercises.check_misalignment,
+    ],
+)
+def test_unattempted_stub_reports_without_raising(checker: Callable, capsys: pytest.CaptureFixture[str]) -> None:
+    assert checker(_not_implemented) is False
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_checkers_leave_global_rng_alone() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    exercises.check_modulation(solutions.modulate)
+    exercises.check_gated_residual(solutions.gated_residual)
+    torch.testing.assert_close(torch.rand(3), expected)

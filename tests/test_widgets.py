@@ -1,0 +1,107 @@
+"""AblationPanel: DOM contract, checkbox -> config mapping, run, caches (memory and disk)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from hlgfa_lite.ablation import run_variant
+from hlgfa_lite.backbone import FrozenBackbone
+from hlgfa_lite.config import BLOCKS, HLGFAConfig
+from hlgfa_lite.data import make_demo_dataset
+from hlgfa_lite.evaluate import load_test_split
+from hlgfa_lite.train import load_train_split
+from hlgfa_lite.widgets import AblationPanel
+
+CFG = HLGFAConfig(image_size=64, epochs=1, batch_size=4, max_train_images=8, num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    root = make_demo_dataset(
+        tmp_path_factory.mktemp("demo"), categories=("brick",), n_train=8, n_test_good=2, n_test_defect=4, crop=64
+    )
+    train = load_train_split(CFG, root, "brick", progress=False)
+    test = load_test_split(root, "brick", CFG.image_size, progress=False)
+    return train, test, FrozenBackbone(CFG.backbone, CFG.weights, CFG.feature_strides)
+
+
+def test_dom_contract_and_checkbox_mapping(splits: tuple) -> None:
+    train, test, backbone = splits
+    panel = AblationPanel(CFG, train, test, backbone=backbone)
+    assert "hlgfa-ablation-panel" in panel._dom_classes
+    assert "hlgfa-ablation-result" in panel.result._dom_classes
+    assert panel.button.description == "Run"
+    assert [box.description for box in panel.checkboxes.values()] == list(BLOCKS)
+    assert all(box.value for box in panel.checkboxes.values())
+    assert panel.config() == CFG  # widgets start at the base configuration
+
+    panel.checkboxes["gated_residual"].value = False
+    panel.sliders["noise_strength"].value = 0.25
+    cfg = panel.config()
+    assert cfg.gated_residual is False and cfg.noise_strength == 0.25
+    assert all(getattr(cfg, b) for b in BLOCKS if b != "gated_residual")
+    panel.checkboxes["priors"].value = False
+    assert panel.config().blocks() == {**CFG.blocks(), "gated_residual": False, "priors": False}
+    panel.guidance.value = "full"
+    assert panel.config().guidance == "full"
+
+
+@pytest.mark.slow
+def test_run_shows_label_metrics_and_serves_repeats_from_cache(splits: tuple, tmp_path: Path) -> None:
+    train, test, backbone = splits
+    panel = AblationPanel(CFG, train, test, backbone=backbone, cache_dir=tmp_path / "cache")
+    row = panel.run({"gated_residual": False})
+    assert row["cached"] is False and row["variant"] == "gated_residual=off"
+    text = panel.result.value
+    assert "gated_residual=off" in text
+    assert re.search(r"image AUROC \d\.\d{3}", text), text
+    assert "pixel AUROC" in text and "AUPRO" in text and "cached" not in text
+    assert not panel.checkboxes["gated_residual"].value  # widgets follow the configuration run
+    assert panel.figure.outputs and "image/png" in panel.figure.outputs[0]["data"]
+
+    start = time.perf_counter()
+    again = panel.run({"gated_residual": False})
+    assert time.perf_counter() - start < 1.0
+    assert again["cached"] is True and "cached" in panel.result.value
+    assert {k: again[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")} == {
+        k: row[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")
+    }
+
+    panel.button.click()  # the widgets still say gated_residual=off: served from the memory cache
+    assert "gated_residual=off" in panel.result.value and "cached" in panel.result.value
+    assert panel.table_html().count("<tr") == 2  # header + one configuration
+
+    fresh = AblationPanel(CFG, train, test, backbone=backbone, cache_dir=tmp_path / "cache")
+    from_disk = fresh.run({"gated_residual": False})
+    assert from_disk["cached"] is True and from_disk["source"] == "cached (on disk)"
+    assert from_disk["image_auroc"] == row["image_auroc"]
+    assert fresh.figure.outputs[0]["output_type"] == "display_data"  # heatmaps were stored too
+
+
+@pytest.mark.slow
+def test_shares_cache_with_run_variant(splits: tuple, tmp_path: Path) -> None:
+    train, test, backbone = splits
+    cfg = CFG.with_overrides({"modulation": False})
+    row = run_variant(cfg, train, test, backbone=backbone, cache_dir=tmp_path, data_id="demo")
+    panel = AblationPanel(CFG, train, test, backbone=backbone, cache_dir=tmp_path, data_id="demo")
+    served = panel.run({"modulation": False})
+    assert served["cached"] is True and served["image_auroc"] == row["image_auroc"]
+    assert "modulation=off" in panel.result.value
+    assert "not stored" in panel.figure.outputs[0]["text"]
+
+
+def test_button_shows_errors_in_the_panel(splits: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    train, test, backbone = splits
+    panel = AblationPanel(CFG, train, test, backbone=backbone)
+
+    def broken(overrides: dict) -> dict:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(panel, "run", broken)
+    panel.button.click()
+    assert "error: RuntimeError: boom" in panel.result.value
+    assert panel.button.disabled is False

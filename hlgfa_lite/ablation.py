@@ -19,6 +19,7 @@ from .evaluate import METRIC_KEYS, EvalResult, evaluate
 from .train import fit
 
 SHORTCUT = "identity_shortcut"
+RESIDUAL_ONLY = "residual_only_scoring"
 
 
 def variant_label(cfg: HLGFAConfig) -> str:
@@ -29,13 +30,16 @@ def variant_label(cfg: HLGFAConfig) -> str:
 
 
 def ablation_configs(base: HLGFAConfig, shortcut: bool = True) -> dict[str, HLGFAConfig]:
-    """full, ``<block>=off`` for each block, ``all_off`` and the identity-shortcut variant."""
+    """full, ``<block>=off`` for each block, ``all_off``, the identity-shortcut variant
+    (``guidance=full``) and the full model scored by the residual alone (``normalize=position``)."""
     variants = {"full": base}
     for block in BLOCKS:
         variants[f"{block}=off"] = base.with_overrides({block: False})
     variants["all_off"] = base.with_overrides(dict.fromkeys(BLOCKS, False))
     if shortcut:
         variants[SHORTCUT] = base.with_overrides({"guidance": "full"})
+    if base.normalize == "joint":
+        variants[RESIDUAL_ONLY] = base.with_overrides({"normalize": "position"})
     return variants
 
 

@@ -41,10 +41,15 @@ class AnomalyMapGenerator(nn.Module):
     """Holds the training-set residual statistics and turns residuals into maps."""
 
     def __init__(
-        self, channels: list[int], grid_sizes: list[int], normalize: str = "joint", per_position: bool = True
+        self,
+        channels: list[int],
+        grid_sizes: list[int],
+        normalize: str = "joint",
+        per_position: bool = True,
+        shrinkage: float = 0.0,
     ):
         super().__init__()
-        self.normalize, self.per_position = normalize, per_position
+        self.normalize, self.per_position, self.shrinkage = normalize, per_position, shrinkage
         for i, (c, g) in enumerate(zip(channels, grid_sizes)):
             c = 2 * c if normalize == "joint" else c
             if normalize in ("joint", "position"):
@@ -101,18 +106,20 @@ class AnomalyMapGenerator(nn.Module):
             if not self.per_position and self.normalize in ("joint", "position"):
                 s1, s2, n = s1.sum(0, keepdim=True), s2.sum(0, keepdim=True), count * s1.shape[0]
             mean = s1 / n
-            cov = (s2 / n - torch.einsum("pc,pd->pcd", mean, mean)) * n / (n - 1)
+            cov = s2 / n - torch.einsum("pc,pd->pcd", mean, mean)  # biased: what training images show
             if self.normalize in ("joint", "position"):
                 c = cov.shape[-1]
-                if cov.shape[0] > 1:  # per cell: shrink toward the covariance pooled over cells,
-                    # with as many pseudo-observations as dimensions (stable with few images)
-                    cov = (n * cov + c * cov.mean(dim=0, keepdim=True)) / (n + c)
+                fit = cov * n / (n - 1)
+                if fit.shape[0] > 1 and self.shrinkage > 0:  # per cell: shrink toward the pooled
+                    # covariance with shrinkage x C pseudo-observations (stable with few images)
+                    k = self.shrinkage * c
+                    fit = (n * fit + k * fit.mean(dim=0, keepdim=True)) / (n + k)
                 getattr(self, f"mean{i}").copy_(mean)
                 # Cholesky-based inverse: the batched LU inverse fails on some BLAS builds for large C
-                precision = torch.cholesky_inverse(torch.linalg.cholesky(cov + COVARIANCE_RIDGE * torch.eye(c)))
+                precision = torch.cholesky_inverse(torch.linalg.cholesky(fit + COVARIANCE_RIDGE * torch.eye(c)))
                 getattr(self, f"precision{i}").copy_(precision)
-                # mean energy on the training set, E[d' P d] / C = trace(P cov) / C, in closed form
-                level_mean = torch.einsum("pcd,pdc->p", precision, cov).mean() / cov.shape[-1]
+                # mean energy on the training images, E[d' P d] / C = trace(P cov) / C, in closed form
+                level_mean = torch.einsum("pcd,pdc->p", precision, cov).mean() / c
             elif self.normalize == "channel":
                 var = torch.diagonal(cov, dim1=1, dim2=2).mean(dim=0)  # pooled over cells
                 mean_c = mean.mean(dim=0)

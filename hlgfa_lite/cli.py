@@ -14,7 +14,8 @@ from pathlib import Path
 from .config import BLOCKS, HLGFAConfig
 from .errors import HLGFAError
 
-DEMO_DEFAULTS = {"epochs": 6, "image_size": 128}
+DEMO_DEFAULTS = {"epochs": 6, "image_size": 128, "covariance_shrinkage": 1.0}
+"""The demo: 40 training crops of 128 px per category (see README)."""
 
 
 def _config(args: argparse.Namespace, base: dict | None = None) -> HLGFAConfig:

@@ -94,7 +94,9 @@ class HLGFA(nn.Module):
             self.register_buffer(f"feat_mean{i}", torch.zeros(1, c, 1, 1))
             self.register_buffer(f"feat_std{i}", torch.ones(1, c, 1, 1))
         self.refiners = nn.ModuleList(LevelRefiner(c, cfg) for c in channels)
-        self.map_generator = AnomalyMapGenerator(channels, grids, cfg.normalize, cfg.per_position)
+        self.map_generator = AnomalyMapGenerator(
+            channels, grids, cfg.normalize, cfg.per_position, cfg.covariance_shrinkage
+        )
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.refiners.parameters() if p.requires_grad]

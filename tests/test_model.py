@@ -100,7 +100,9 @@ def test_no_refinement_blocks_means_no_trainable_parameters(backbone) -> None:
 
 
 def test_single_resolution_all_off_has_no_misalignment(backbone) -> None:
-    off = dict.fromkeys(SWITCHES, False)
+    # residual-only scoring (normalize=position): with no resolution gap nothing misaligns.
+    # (The default joint scoring then degrades to a Gaussian model of the high-res features.)
+    off = {**dict.fromkeys(SWITCHES, False), "normalize": "position"}
     model = _model(backbone, **off)
     images = _images(2, 64)
     for level in model.inspect(images):
@@ -151,13 +153,15 @@ def test_predict_is_per_image_and_deterministic(backbone) -> None:
     scores, maps = model.predict(images)
     scores2, maps2 = model.predict(images)
     assert torch.equal(scores, scores2) and torch.equal(maps, maps2)
+    # batched vs single-image matmuls sum in a different order; with covariances from three
+    # images the precision is ridge-dominated (x100), so allow float32 rounding at 1e-3 relative
     for i in range(3):
         s, m = model.predict(images[i : i + 1])
-        torch.testing.assert_close(m[0], maps[i], rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(s[0], scores[i], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(m[0], maps[i], rtol=1e-3, atol=1e-5)
+        torch.testing.assert_close(s[0], scores[i], rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("normalize", ["position", "channel", "none"])
+@pytest.mark.parametrize("normalize", ["joint", "position", "channel", "none"])
 def test_calibrated_map_is_about_one_on_training_images(backbone, normalize: str) -> None:
     model = _model(backbone, normalize=normalize, smoothing_sigma=0.0)
     train = _images(8, 64, seed=3)

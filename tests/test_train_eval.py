@@ -303,7 +303,11 @@ def test_evaluate_run_writes_metrics_and_figures(tmp_path: Path, trained, demo_r
 
 def test_ablation_configs(tiny_cfg: HLGFAConfig) -> None:
     variants = ablation.ablation_configs(tiny_cfg)
-    assert list(variants) == ["full", *(f"{b}=off" for b in BLOCKS), "all_off", ablation.SHORTCUT]
+    expected = ["full", *(f"{b}=off" for b in BLOCKS), "all_off", ablation.SHORTCUT]
+    if tiny_cfg.normalize == "joint":
+        expected.append(ablation.RESIDUAL_ONLY)
+        assert variants[ablation.RESIDUAL_ONLY].normalize == "position"
+    assert list(variants) == expected
     assert variants["full"] == tiny_cfg
     for block in BLOCKS:
         cfg = variants[f"{block}=off"]

@@ -1,0 +1,108 @@
+"""Course notebooks: committed clean (fast), and executed end to end + reproduced by nbval (marked).
+
+The marked test runs every notebook with papermill in the ``ci`` profile through
+``python -m hlgfa_lite.notebook_runner`` (a failure names the notebook and the cell), then
+re-runs each executed copy with ``nbval --nbval-lax``: cells whose first line is
+``# NBVAL_CHECK_OUTPUT`` must reproduce their output exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO / "notebooks"
+EXPECTED = [
+    "01_setup_and_data",
+    "02_dual_resolution_features",
+    "03_structure_and_detail_priors",
+    "04_modulation_and_gated_residual",
+    "05_training",
+    "06_ablation",
+    "07_noise_augmentation",
+    "08_real_data",
+]
+NOTEBOOKS = [NOTEBOOK_DIR / f"{name}.ipynb" for name in EXPECTED]
+CELL_TIMEOUT = 900
+
+
+def test_course_has_the_eight_notebooks() -> None:
+    assert sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")) == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=EXPECTED)
+def test_committed_notebook_is_clean(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code):
+        assert not cell.outputs, f"{path.name}: code cell {i} has outputs; clear them before committing"
+        assert cell.execution_count is None, f"{path.name}: code cell {i} has an execution count"
+    first = code[0]
+    assert "parameters" in first.metadata.get("tags", []), f"{path.name}: first code cell must be tagged parameters"
+    assert 'PROFILE = os.environ.get("HLGFA_PROFILE", "classroom")' in first.source
+    assert "WORKDIR" in first.source
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    assert any("hlgfa_lite" in c.source for c in code), f"{path.name} does not use the library"
+    assert "PROFILE" in code[1].source, f"{path.name}: the second cell derives the settings from PROFILE"
+    assert any(c.source.startswith("# NBVAL_CHECK_OUTPUT") for c in code), f"{path.name}: no nbval-checked cell"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        PYTHONHASHSEED="0",
+        HLGFA_PROFILE="ci",
+        HLGFA_WORKDIR=str(workdir),
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+    )
+    # one torch thread unless told otherwise, as in tests/conftest.py: two intra-op threads on a busy
+    # 2-core machine spin against each other and make training 10-30x slower
+    env.setdefault("HLGFA_THREADS", "1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def notebook_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("notebooks")
+    return {"workdir": base / "work", "executed": base / "executed"}
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=EXPECTED)
+def test_notebook_executes_and_reproduces(path: Path, notebook_run: dict[str, Path]) -> None:
+    env, executed = _env(notebook_run["workdir"]), notebook_run["executed"]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "hlgfa_lite.notebook_runner", "--out", str(executed), "--profile", "ci",
+         "--cell-timeout", str(CELL_TIMEOUT), str(path)],
+        env=env, capture_output=True, text=True, timeout=1800, cwd=REPO,
+    )  # fmt: skip
+    papermill_s = time.perf_counter() - start
+    assert proc.returncode == 0, f"papermill run of {path.name} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    copy = executed / path.name
+    assert copy.is_file()
+
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+         f"--nbval-cell-timeout={CELL_TIMEOUT}", "--nbval-kernel-name=python3", str(copy)],
+        env=env, capture_output=True, text=True, timeout=1800, cwd=executed,
+    )  # fmt: skip
+    nbval_s = time.perf_counter() - start
+    assert proc.returncode == 0, f"nbval re-run of {path.name} does not reproduce:\n{proc.stdout[-6000:]}"
+    timings = executed / "test_timings.json"
+    record = json.loads(timings.read_text()) if timings.is_file() else {}
+    record[path.stem] = {"papermill_s": round(papermill_s, 1), "nbval_s": round(nbval_s, 1)}
+    timings.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"{path.name}: papermill {papermill_s:.1f} s, nbval {nbval_s:.1f} s")

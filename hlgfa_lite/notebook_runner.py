@@ -53,7 +53,7 @@ def course_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR
         hits = [p for p in available if p.stem == path.stem or p.stem.startswith(f"{path.stem}_")]
         if len(hits) != 1:
             known = ", ".join(p.stem for p in available)
-            raise SystemExit(f"error: notebook {name!r} not found (or ambiguous); available: {known}")
+            raise FileNotFoundError(f"notebook {name!r} not found (or ambiguous); available: {known}")
         chosen.append(hits[0])
     return chosen
 
@@ -171,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
     args = parser.parse_args(argv)
-    notebooks = course_notebooks(args.notebooks)
+    try:
+        notebooks = course_notebooks(args.notebooks)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not notebooks:
         print(f"error: no notebooks found in {NOTEBOOK_DIR}", file=sys.stderr)
         return 2

@@ -117,9 +117,13 @@ class AblationPanel(widgets.VBox):
             ),
         }  # fmt: skip
         self.guidance = widgets.ToggleButtons(
-            options=["bottleneck", "full"], value=base_cfg.guidance, description="guidance", style=_WIDE
+            options=["bottleneck", "full"],
+            value=base_cfg.guidance,
+            description="guidance",
+            style={"description_width": "initial", "button_width": "90px"},
         )
-        self.button = widgets.Button(description="Run", button_style="primary", icon="play")
+        # no icon: an icon font glyph would become part of the button's accessible name ("Run")
+        self.button = widgets.Button(description="Run", button_style="primary")
         self.button.on_click(self._on_click)
         self.status = widgets.HTML()
         self.result = widgets.HTML(value="<i>Switch blocks on or off, then press Run.</i>")
@@ -134,7 +138,8 @@ class AblationPanel(widgets.VBox):
                     f"{len(test_split)} test images at {base_cfg.image_size} px)"
                 ),
                 widgets.HBox(list(self.checkboxes.values())),
-                widgets.HBox([*self.sliders.values(), self.guidance]),
+                widgets.HBox(list(self.sliders.values())),
+                self.guidance,
                 widgets.HBox([self.button, self.status]),
                 self.result,
                 self.figure,

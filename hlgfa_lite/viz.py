@@ -2,8 +2,8 @@
 
 Everything uses matplotlib's object API (:class:`matplotlib.figure.Figure`), never the pyplot
 state machine, so it runs headless (no display, no backend switch) and figures are not kept
-alive by pyplot. Functions return the Figure; in Jupyter a returned Figure renders inline, and
-:func:`save_figure` writes it as PNG.
+alive by pyplot. Functions return the Figure; in Jupyter `display(fig)` renders it once the inline
+backend is active (`%matplotlib inline`, as the course notebooks do), and :func:`save_figure` writes a PNG.
 """
 
 from __future__ import annotations

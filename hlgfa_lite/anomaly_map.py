@@ -132,19 +132,21 @@ class AnomalyMapGenerator(nn.Module):
             getattr(self, f"level_mean{i}").copy_(level_mean.clamp_min(1e-12))
 
     def level_maps(
-        self, vectors: list[torch.Tensor], size: int, weights: tuple[float, ...] | None = None
+        self, vectors: list[torch.Tensor | None], size: int, weights: tuple[float, ...] | None = None
     ) -> list[torch.Tensor | None]:
         """Per-level (B, 1, size, size) maps, each ~1 on normal training data (None where weight is 0)."""
         maps: list[torch.Tensor | None] = []
         for i, v in enumerate(vectors):
-            if weights is not None and weights[i] <= 0:
+            if v is None or (weights is not None and weights[i] <= 0):
                 maps.append(None)
                 continue
             energy = self.level_energy(i, v) / getattr(self, f"level_mean{i}")
             maps.append(F.interpolate(energy, size=(size, size), mode="bilinear", align_corners=False))
         return maps
 
-    def forward(self, vectors: list[torch.Tensor], size: int, sigma: float, weights: tuple[float, ...]) -> torch.Tensor:
+    def forward(
+        self, vectors: list[torch.Tensor | None], size: int, sigma: float, weights: tuple[float, ...]
+    ) -> torch.Tensor:
         """Per-level misalignment vectors -> (B, 1, size, size) anomaly map."""
         return combine_levels(self.level_maps(vectors, size, weights), weights, sigma)
 

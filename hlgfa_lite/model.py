@@ -10,6 +10,7 @@ misalignment is the anomaly map (:mod:`hlgfa_lite.anomaly_map`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -120,7 +121,7 @@ class HLGFA(nn.Module):
         return HLGFAOutput(high, low, refined)
 
     @torch.no_grad()
-    def calibrate(self, batches: list[torch.Tensor]) -> None:
+    def calibrate(self, batches: Iterable[torch.Tensor]) -> None:
         """Residual statistics on clean training images (call after training, in eval mode)."""
         self.eval()
         gen = self.map_generator
@@ -128,11 +129,19 @@ class HLGFA(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, S, S) images in [0, 1] -> (scores (B,), maps (B, 1, S, S))."""
+        """(B, 3, S, S) images in [0, 1] -> (scores (B,), maps (B, 1, S, S)).
+
+        Levels whose map weight is 0 are not refined here (they would only cost time).
+        """
         self.eval()
-        out = self(images)
-        vectors = self.map_generator.vectors(out.high, out.refined)
-        maps = self.map_generator(vectors, images.shape[-1], self.cfg.smoothing_sigma, self.cfg.level_weights)
+        weights = self.cfg.level_weights
+        high, low = self.extractor(images)
+        high, low = self._standardise(high), self._standardise(low)
+        vectors: list[torch.Tensor | None] = [None] * len(high)
+        for i, (refiner, lo, hi) in enumerate(zip(self.refiners, low, high)):
+            if weights[i] > 0:
+                vectors[i] = self.map_generator.vectors([hi], [refiner(lo, hi)])[0]
+        maps = self.map_generator(vectors, images.shape[-1], self.cfg.smoothing_sigma, weights)
         return image_scores(maps, self.cfg.image_score), maps
 
     @torch.no_grad()

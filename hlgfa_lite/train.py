@@ -101,14 +101,13 @@ def fit(
     torch.manual_seed(cfg.seed)  # refiners start the same whether or not a backbone was passed in
     model = HLGFA(cfg, backbone)
     warns = [RANDOM_WEIGHTS_WARNING] if model.backbone.random_weights else []
-    clean = train_split.batches(cfg.batch_size)
     stats_idx = subset(list(range(len(train_split))), STATS_IMAGES, cfg.seed)
     model.fit_feature_stats([train_split.batch(stats_idx[i : i + 16]) for i in range(0, len(stats_idx), 16)])
 
     params = model.trainable_parameters()
     history: dict[str, list[float]] = {"loss": []}
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay) if params else None
-    steps = cfg.epochs * len(clean)
+    steps = cfg.epochs * -(-len(train_split) // cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps) if optimizer else None
     gen = torch.Generator().manual_seed(cfg.seed)
     interrupted = False
@@ -148,7 +147,7 @@ def fit(
         interrupted = True
         if progress:
             print(f"\ninterrupted after {len(history['loss'])} epoch(s): calibrating and saving what we have")
-    model.calibrate(clean)
+    model.calibrate(train_split.batch(slice(i, i + cfg.batch_size)) for i in range(0, len(train_split), cfg.batch_size))
     seconds = time.perf_counter() - start
     if run_dir is not None:
         save_checkpoint(run_dir / "checkpoint.pt", model, cfg, calibrated=True, epoch=len(history["loss"]))

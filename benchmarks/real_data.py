@@ -3,8 +3,10 @@
 Prints image AUROC, pixel AUROC, AUPRO, fit seconds, ms per image, peak memory and
 the bare two-resolution backbone forward time measured in the same run, and
 checks them against the bars of the issue (printing PASS/MISS; it never lowers a
-bar). Optional: ``--ablate`` (every block off in turn) and ``--determinism``
-(trains twice with the same seed and compares metrics to 1e-6).
+bar). Latency is checked on 100 test images at batch 1 with model and bare backbone
+timed in turn on each image (``ms_per_image`` of the whole evaluation is printed
+too). Optional: ``--ablate`` (every block off in turn) and ``--determinism`` (trains
+twice with the same seed and compares metrics to 1e-6).
 
     .venv/bin/python benchmarks/real_data.py [--raw ../shared/datasets/magnetic_tile] [--out runs/bench]
 """
@@ -26,6 +28,7 @@ from hlgfa_lite.blocks import downsample
 from hlgfa_lite.config import HLGFAConfig
 from hlgfa_lite.data.magnetic_tile import prepare_magnetic_tile
 from hlgfa_lite.evaluate import evaluate, load_test_split
+from hlgfa_lite.model import HLGFA
 from hlgfa_lite.train import fit, load_train_split
 
 BARS = {"image_auroc": 0.96, "pixel_auroc": 0.80, "pixel_aupro": 0.75}
@@ -35,21 +38,27 @@ DEFAULT_RAW = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mag
 
 
 @torch.inference_mode()
-def backbone_ms(backbone: FrozenBackbone, size: int, low: int, images: torch.Tensor) -> tuple[float, float]:
-    """Bare backbone forward per image at batch 1, at both resolutions (ms)."""
+def latency_ms(model: HLGFA, images: torch.Tensor) -> tuple[float, float, float]:
+    """(predict, bare backbone at high res, bare backbone at low res incl. the resize), ms per image at batch 1.
+
+    Interleaved image by image so that both see the same machine state: on a shared
+    or frequency-scaling CPU, timing them minutes apart skews the ratio by +-20%.
+    """
+    backbone, low = model.backbone, model.cfg.low_size
     for x in images[:3]:
-        backbone(x[None])
-        backbone(downsample(x[None], low))
-    t_high = t_low = 0.0
+        backbone(x[None]), backbone(downsample(x[None], low)), model.predict(x[None])
+    t_pred = t_high = t_low = 0.0
     for x in images:
         t0 = time.perf_counter()
         backbone(x[None])
         t1 = time.perf_counter()
         backbone(downsample(x[None], low))
-        t_low += time.perf_counter() - t1
-        t_high += t1 - t0
+        t2 = time.perf_counter()
+        model.predict(x[None])
+        t3 = time.perf_counter()
+        t_high, t_low, t_pred = t_high + t1 - t0, t_low + t2 - t1, t_pred + t3 - t2
     n = len(images)
-    return 1000 * t_high / n, 1000 * t_low / n
+    return 1000 * t_pred / n, 1000 * t_high / n, 1000 * t_low / n
 
 
 def peak_rss_mb() -> float:
@@ -81,14 +90,16 @@ def main(argv: list[str] | None = None) -> int:
 
     cache = args.out / "ablation_cache"
     data_id = f"mtd::{args.work.resolve()}"
-    row = run_variant(cfg, train_split, test_split, backbone=backbone, cache_dir=cache, data_id=data_id, name="full")
-    high_ms, low_ms = backbone_ms(backbone, cfg.image_size, cfg.low_size, test_split.batch(slice(0, 50)))
+    trained = fit(cfg, train_split=train_split, backbone=backbone, progress=False)
+    metrics = evaluate(trained.model, test_split=test_split, progress=False).metrics
+    pred_ms, high_ms, low_ms = latency_ms(trained.model, test_split.batch(slice(0, 100)))
     report = {
         "dataset": f"magnetic_tile ({len(train_split)} train, {len(test_split)} test, "
         f"{int(test_split.labels.sum())} defective)",
-        **{k: row[k] for k in BARS},
-        "seconds_fit": row["seconds_fit"],
-        "ms_per_image": row["ms_per_image"],
+        **{k: metrics[k] for k in BARS},
+        "seconds_fit": trained.seconds_fit,
+        "ms_per_image": metrics["ms_per_image"],
+        "ms_per_image_interleaved": pred_ms,
         "backbone_ms_high": high_ms,
         "backbone_ms_low": low_ms,
         "peak_rss_mb": peak_rss_mb(),
@@ -100,10 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     checks.append(("seconds_fit", report["seconds_fit"], f"<= {FIT_BAR_S:.0f}", report["seconds_fit"] <= FIT_BAR_S))
     checks.append(
         (
-            "ms_per_image",
-            report["ms_per_image"],
-            f"<= {LATENCY_FACTOR} x {bare:.1f}",
-            report["ms_per_image"] <= LATENCY_FACTOR * bare,
+            "ms_per_image_interleaved",
+            pred_ms,
+            f"<= {LATENCY_FACTOR} x {bare:.1f} (ratio {pred_ms / bare:.2f})",
+            pred_ms <= LATENCY_FACTOR * bare,
         )
     )
     args.out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             test_split=test_split,
             progress=False,
         ).metrics
-        diff = max(abs(again[k] - row[k]) for k in BARS if row[k] is not None)
+        diff = max(abs(again[k] - metrics[k]) for k in BARS if metrics[k] is not None)
         report["same_seed_max_abs_diff"] = diff
         (args.out / "real_data.json").write_text(json.dumps(report, indent=2) + "\n")
         print(f"same seed twice: max |metric difference| = {diff:.2e} ({'PASS' if diff <= 1e-6 else 'MISS'} <= 1e-6)")

@@ -20,9 +20,9 @@ per cell 0.95, residual per channel 0.80 - tiles misalign in structured,
 position-dependent ways (edges, borders, grain) that only per-cell statistics know.
 
 Each level is divided by its mean on the training images (~1 on normal data),
-upsampled to the input size, combined with ``level_weights`` and smoothed by a
-Gaussian. The image score is the map's maximum (``max``) or the mean of its top
-1% (``topk``).
+combined with ``level_weights`` and smoothed by a Gaussian (on a quarter-size
+grid, then upsampled to the input size). The image score is the map's maximum
+(``max``) or the mean of its top 1% (``topk``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks.noise_augment import gaussian_blur
+
+MAP_STRIDE = 4
+"""The map is combined and smoothed at 1/4 of the input size (the finest feature stride), then upsampled."""
 
 COVARIANCE_RIDGE = 0.01
 """Added to the covariance diagonal (features are standardised, so this is ~1% of a unit variance)."""
@@ -73,7 +76,8 @@ class AnomalyMapGenerator(nn.Module):
         b, c, h, w = residual.shape
         mean, precision = getattr(self, f"mean{i}"), getattr(self, f"precision{i}")
         if self.normalize in ("joint", "position"):
-            d = residual.flatten(2).permute(2, 0, 1) - mean.unsqueeze(1)  # (P, B, C)
+            # contiguous (P, B, C): the batched matmul is ~4x slower on the permuted view
+            d = (residual.flatten(2).permute(2, 0, 1) - mean.unsqueeze(1)).contiguous()
             energy = (torch.matmul(d, precision) * d).sum(dim=-1).T / c  # precision may be shared: (1, C, C)
             return energy.view(b, 1, h, w)
         if self.normalize == "channel":
@@ -147,8 +151,15 @@ class AnomalyMapGenerator(nn.Module):
     def forward(
         self, vectors: list[torch.Tensor | None], size: int, sigma: float, weights: tuple[float, ...]
     ) -> torch.Tensor:
-        """Per-level misalignment vectors -> (B, 1, size, size) anomaly map."""
-        return combine_levels(self.level_maps(vectors, size, weights), weights, sigma)
+        """Per-level misalignment vectors -> (B, 1, size, size) anomaly map.
+
+        Levels are combined and smoothed on a grid of ``size / MAP_STRIDE`` (finer than
+        any feature level, so nothing is lost) and upsampled once: the same map as
+        smoothing at full size, at 1/16 of the cost.
+        """
+        work = max(1, size // MAP_STRIDE)
+        amap = combine_levels(self.level_maps(vectors, work, weights), weights, sigma * work / size)
+        return F.interpolate(amap, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def combine_levels(level_maps: list[torch.Tensor | None], weights: tuple[float, ...], sigma: float) -> torch.Tensor:

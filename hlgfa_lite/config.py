@@ -58,7 +58,7 @@ class HLGFAConfig:
     identity-shortcut demonstration: defects get copied and align too)."""
     guidance_channels: int = 8
     """Width of the bottleneck code per level."""
-    hidden_channels: int = 64
+    hidden_channels: int = 32
     """Width of the modulation and correction networks."""
     noise_strength: float = 0.5
     """0..1 scale of the nuisance augmentation (noise, blur, lighting, JPEG)."""

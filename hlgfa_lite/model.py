@@ -102,8 +102,11 @@ class HLGFA(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.refiners.parameters() if p.requires_grad]
 
+    def _standardise_level(self, i: int, f: torch.Tensor) -> torch.Tensor:
+        return (f - getattr(self, f"feat_mean{i}")) / getattr(self, f"feat_std{i}")
+
     def _standardise(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [(f - getattr(self, f"feat_mean{i}")) / getattr(self, f"feat_std{i}") for i, f in enumerate(feats)]
+        return [self._standardise_level(i, f) for i, f in enumerate(feats)]
 
     @torch.no_grad()
     def fit_feature_stats(self, batches: list[torch.Tensor]) -> None:
@@ -135,11 +138,11 @@ class HLGFA(nn.Module):
         """
         self.eval()
         weights = self.cfg.level_weights
-        high, low = self.extractor(images)
-        high, low = self._standardise(high), self._standardise(low)
+        high, low = self.extractor(images, [w > 0 for w in weights])
         vectors: list[torch.Tensor | None] = [None] * len(high)
         for i, (refiner, lo, hi) in enumerate(zip(self.refiners, low, high)):
-            if weights[i] > 0:
+            if lo is not None:
+                hi, lo = self._standardise_level(i, hi), self._standardise_level(i, lo)
                 vectors[i] = self.map_generator.vectors([hi], [refiner(lo, hi)])[0]
         maps = self.map_generator(vectors, images.shape[-1], self.cfg.smoothing_sigma, weights)
         return image_scores(maps, self.cfg.image_score), maps

@@ -25,13 +25,21 @@ class DualResolution(nn.Module):
         super().__init__()
         self.backbone, self.low_size, self.enabled = backbone, low_size, enabled
 
-    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Return (high-res features, low-res features upsampled to the high-res grids)."""
+    def forward(
+        self, images: torch.Tensor, levels: list[bool] | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """Return (high-res features, low-res features upsampled to the high-res grids).
+
+        ``levels`` (one flag per level) names the levels wanted; the low-res
+        features of the others come back as ``None`` (not upsampled: saves time).
+        """
         high = self.backbone(images)
+        wanted = levels or [True] * len(high)
         if not self.enabled:
-            return high, [f.clone() for f in high]
+            return high, [f.clone() if w else None for f, w in zip(high, wanted)]
         low = self.backbone(downsample(images, self.low_size))
         low_up = [
-            F.interpolate(lo, size=hi.shape[-2:], mode="bilinear", align_corners=False) for lo, hi in zip(low, high)
+            F.interpolate(lo, size=hi.shape[-2:], mode="bilinear", align_corners=False) if w else None
+            for lo, hi, w in zip(low, high, wanted)
         ]
         return high, low_up

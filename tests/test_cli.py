@@ -35,7 +35,12 @@ TINY_SET = [
 METRICS_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro", "seconds_fit", "ms_per_image")
 
 
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
+def train_argv(data: Path, out: Path, *extra: object) -> list[object]:
+    """``train`` on the brick category of ``data`` into ``out``, quietly, plus ``extra`` arguments."""
+    return ["train", "--data", data, "--category", "brick", "--out", out, "--quiet", *extra]
+
+
+def run_cli(argv: list[object]) -> tuple[int, str, str]:
     """main(argv) in-process: (exit code, stdout, stderr); argparse exits count as exit codes."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -106,18 +111,7 @@ def test_empty_train_good(tmp_path: Path) -> None:
     good.mkdir(parents=True)
     (good / "notes.txt").write_text("not an image")
     assert_one_line_error(
-        run_cli(
-            [
-                "train",
-                "--data",
-                tmp_path / "root",
-                "--category",
-                "brick",
-                "--out",
-                tmp_path / "run",
-                "--quiet",
-            ]
-        ),
+        run_cli(train_argv(tmp_path / "root", tmp_path / "run")),
         str(good),
     )
 
@@ -134,18 +128,14 @@ def corrupt_root(tmp_path: Path, demo_root: Path) -> tuple[Path, Path]:
 def test_corrupt_training_image(tmp_path: Path, corrupt_root: tuple[Path, Path]) -> None:
     root, bad = corrupt_root
     assert_one_line_error(
-        run_cli(
-            ["train", "--data", root, "--category", "brick", "--out", tmp_path / "run", "--quiet", *TINY_SET]
-        ),
+        run_cli(train_argv(root, tmp_path / "run", *TINY_SET)),
         str(bad),
     )
 
 
 def test_corrupt_training_image_with_progress_bars(tmp_path: Path, corrupt_root: tuple[Path, Path]) -> None:
     root, bad = corrupt_root
-    rc, out, err = run_cli(
-        ["train", "--data", root, "--category", "brick", "--out", tmp_path / "run", *TINY_SET]
-    )
+    rc, out, err = run_cli(["train", "--data", root, "--category", "brick", "--out", tmp_path / "run", *TINY_SET])
     assert rc == 2 and "Traceback" not in out + err
     last = err.strip("\n").split("\n")[-1].split("\r")[-1]  # what a terminal shows after the bar is cleared
     assert last.startswith("error: ") and str(bad) in last
@@ -164,16 +154,12 @@ def wrong_mask_root(tmp_path: Path, demo_root: Path) -> tuple[Path, Path]:
 def test_mask_of_wrong_size_ablate(tmp_path: Path, wrong_mask_root: tuple[Path, Path]) -> None:
     root, mask = wrong_mask_root
     assert_one_line_error(
-        run_cli(
-            ["ablate", "--data", root, "--category", "brick", "--out", tmp_path / "abl", "--quiet", *TINY_SET]
-        ),
+        run_cli(["ablate", "--data", root, "--category", "brick", "--out", tmp_path / "abl", "--quiet", *TINY_SET]),
         str(mask),
     )
 
 
-def test_mask_of_wrong_size_evaluate(
-    untrained_run: Path, tmp_path: Path, wrong_mask_root: tuple[Path, Path]
-) -> None:
+def test_mask_of_wrong_size_evaluate(untrained_run: Path, tmp_path: Path, wrong_mask_root: tuple[Path, Path]) -> None:
     root, mask = wrong_mask_root
     run = Path(shutil.copytree(untrained_run, tmp_path / "run"))
     assert_one_line_error(
@@ -194,20 +180,7 @@ def test_mask_of_wrong_size_evaluate(
 )
 def test_bad_set(tmp_path: Path, demo_root: Path, item: str, name: str) -> None:
     line = assert_one_line_error(
-        run_cli(
-            [
-                "train",
-                "--data",
-                demo_root,
-                "--category",
-                "brick",
-                "--out",
-                tmp_path / "run",
-                "--quiet",
-                "--set",
-                item,
-            ]
-        ),
+        run_cli(train_argv(demo_root, tmp_path / "run", "--set", item)),
         name,
     )
     if name == "colour":
@@ -217,20 +190,7 @@ def test_bad_set(tmp_path: Path, demo_root: Path, item: str, name: str) -> None:
 
 def test_set_infinite_int(tmp_path: Path, demo_root: Path) -> None:
     assert_one_line_error(
-        run_cli(
-            [
-                "train",
-                "--data",
-                demo_root,
-                "--category",
-                "brick",
-                "--out",
-                tmp_path / "run",
-                "--quiet",
-                "--set",
-                "epochs=inf",
-            ]
-        ),
+        run_cli(train_argv(demo_root, tmp_path / "run", "--set", "epochs=inf")),
         "epochs",
     )
 
@@ -238,20 +198,7 @@ def test_set_infinite_int(tmp_path: Path, demo_root: Path) -> None:
 def test_missing_config_file(tmp_path: Path, demo_root: Path) -> None:
     missing = tmp_path / "cfg.json"
     assert_one_line_error(
-        run_cli(
-            [
-                "train",
-                "--data",
-                demo_root,
-                "--category",
-                "brick",
-                "--out",
-                tmp_path / "run",
-                "--quiet",
-                "--config",
-                missing,
-            ]
-        ),
+        run_cli(train_argv(demo_root, tmp_path / "run", "--config", missing)),
         str(missing),
     )
 
@@ -264,9 +211,7 @@ def test_evaluate_without_checkpoint(tmp_path: Path, untrained_run: Path, demo_r
         str(run / "checkpoint.pt"),
     )
     assert_one_line_error(
-        run_cli(
-            ["evaluate", "--run", tmp_path / "no_run", "--data", demo_root, "--category", "brick", "--quiet"]
-        ),
+        run_cli(["evaluate", "--run", tmp_path / "no_run", "--data", demo_root, "--category", "brick", "--quiet"]),
         str(tmp_path / "no_run"),
     )
 
@@ -305,9 +250,7 @@ def test_predict_missing_image(tmp_path: Path, untrained_run: Path) -> None:
 def test_predict_corrupt_image(tmp_path: Path, untrained_run: Path) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    assert_one_line_error(
-        run_cli(["predict", "--run", untrained_run, "--out", tmp_path / "pred", bad]), str(bad)
-    )
+    assert_one_line_error(run_cli(["predict", "--run", untrained_run, "--out", tmp_path / "pred", bad]), str(bad))
 
 
 def test_prepare_missing_folder(tmp_path: Path) -> None:
@@ -316,30 +259,14 @@ def test_prepare_missing_folder(tmp_path: Path) -> None:
 
 
 def test_demo_unknown_category(tmp_path: Path) -> None:
-    assert_one_line_error(
-        run_cli(["demo", "--out", tmp_path / "demo", "--category", "marble", "--quiet"]), "marble"
-    )
+    assert_one_line_error(run_cli(["demo", "--out", tmp_path / "demo", "--category", "marble", "--quiet"]), "marble")
     assert not (tmp_path / "demo" / "data").exists()
 
 
 @pytest.mark.slow
 def test_single_training_image(tmp_path: Path, demo_root: Path) -> None:
     assert_one_line_error(
-        run_cli(
-            [
-                "train",
-                "--data",
-                demo_root,
-                "--category",
-                "brick",
-                "--out",
-                tmp_path / "run",
-                "--quiet",
-                *TINY_SET,
-                "--set",
-                "max_train_images=1",
-            ]
-        ),
+        run_cli(train_argv(demo_root, tmp_path / "run", *TINY_SET, "--set", "max_train_images=1")),
         "train",
     )
 
@@ -350,21 +277,7 @@ def test_single_training_image(tmp_path: Path, demo_root: Path) -> None:
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> tuple[Path, tuple[int, str, str]]:
     run = tmp_path_factory.mktemp("cli") / "run"
-    result = run_cli(
-        [
-            "train",
-            "--data",
-            demo_root,
-            "--category",
-            "brick",
-            "--out",
-            run,
-            "--quiet",
-            *TINY_SET,
-            "--set",
-            "gated_residual=false",
-        ]
-    )
+    result = run_cli(train_argv(demo_root, run, *TINY_SET, "--set", "gated_residual=false"))
     return run, result
 
 

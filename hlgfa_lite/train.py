@@ -13,6 +13,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,13 +148,25 @@ def fit(
         interrupted = True
         if progress:
             print(f"\ninterrupted after {len(history['loss'])} epoch(s): calibrating and saving what we have")
-    model.calibrate(train_split.batch(slice(i, i + cfg.batch_size)) for i in range(0, len(train_split), cfg.batch_size))
+    model.calibrate(calibration_batches(cfg, train_split))
     seconds = time.perf_counter() - start
     if run_dir is not None:
         save_checkpoint(run_dir / "checkpoint.pt", model, cfg, calibrated=True, epoch=len(history["loss"]))
         _log(run_dir, {"done": True, "interrupted": interrupted, "seconds_fit": seconds})
         _save_loss_curve(run_dir, history)
     return TrainResult(model, history, run_dir, seconds, interrupted, warns)
+
+
+def calibration_batches(cfg: HLGFAConfig, train_split: TensorSplit) -> Iterator[torch.Tensor]:
+    """Training images in order for the normal statistics; with ``noise_augment`` and
+    ``augment_calibration`` each batch is followed by a nuisance-perturbed copy, so that
+    the per-cell statistics count nuisances as normal too (not only the refiner)."""
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    for i in range(0, len(train_split), cfg.batch_size):
+        images = train_split.batch(slice(i, i + cfg.batch_size))
+        yield images
+        if cfg.noise_augment and cfg.augment_calibration:
+            yield augment_batch(images, cfg.noise_strength, gen)
 
 
 def _log(run_dir: Path, record: dict) -> None:

@@ -124,6 +124,22 @@ def test_fit_without_refinement_blocks(backbone, demo_root: Path, tiny_cfg: HLGF
     assert torch.isfinite(result.model.predict(torch.rand(1, 3, 64, 64))[1]).all()
 
 
+@pytest.mark.parametrize("noise_augment,augment_calibration", [(True, True), (True, False), (False, True)])
+def test_calibration_batches(
+    demo_root: Path, tiny_cfg: HLGFAConfig, noise_augment: bool, augment_calibration: bool
+) -> None:
+    cfg = tiny_cfg.with_overrides({"noise_augment": noise_augment, "augment_calibration": augment_calibration})
+    split = load_train_split(cfg, demo_root, "brick", progress=False)
+    batches = list(train_mod.calibration_batches(cfg, split))
+    clean = torch.cat(batches[::2] if noise_augment and augment_calibration else batches)
+    assert torch.equal(clean, split.batch(slice(0, len(split))))  # every clean image, in order
+    if noise_augment and augment_calibration:
+        perturbed = torch.cat(batches[1::2])
+        assert perturbed.shape == clean.shape and not torch.equal(perturbed, clean)
+        again = torch.cat(list(train_mod.calibration_batches(cfg, split))[1::2])
+        assert torch.equal(perturbed, again)  # seeded: same copies every time
+
+
 # --- interrupts -------------------------------------------------------------------------
 
 

@@ -20,8 +20,8 @@ per cell 0.95, residual per channel 0.80 - tiles misalign in structured,
 position-dependent ways (edges, borders, grain) that only per-cell statistics know.
 
 Each level is divided by its mean on the training images (~1 on normal data),
-combined with ``level_weights`` and smoothed by a Gaussian (on a quarter-size
-grid, then upsampled to the input size). The image score is the map's maximum
+combined with ``level_weights`` and smoothed by a Gaussian (on the finest feature
+level's grid, then upsampled to the input size). The image score is the map's maximum
 (``max``) or the mean of its top 1% (``topk``).
 """
 
@@ -32,9 +32,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks.noise_augment import gaussian_blur
-
-MAP_STRIDE = 4
-"""The map is combined and smoothed at 1/4 of the input size (the finest feature stride), then upsampled."""
 
 COVARIANCE_RIDGE = 0.01
 """Added to the covariance diagonal (features are standardised, so this is ~1% of a unit variance)."""
@@ -64,6 +61,7 @@ class AnomalyMapGenerator(nn.Module):
                 self.register_buffer(f"precision{i}", torch.ones(1, c, 1, 1))
             self.register_buffer(f"level_mean{i}", torch.ones(()))
         self.levels = len(channels)
+        self.map_grid = max(grid_sizes)  # the finest level's grid: maps are combined there
 
     def vectors(self, high: list[torch.Tensor], refined: list[torch.Tensor]) -> list[torch.Tensor]:
         """What is measured per cell: the pair (joint) or the residual (other modes)."""
@@ -153,11 +151,11 @@ class AnomalyMapGenerator(nn.Module):
     ) -> torch.Tensor:
         """Per-level misalignment vectors -> (B, 1, size, size) anomaly map.
 
-        Levels are combined and smoothed on a grid of ``size / MAP_STRIDE`` (finer than
-        any feature level, so nothing is lost) and upsampled once: the same map as
-        smoothing at full size, at 1/16 of the cost.
+        Levels are combined and smoothed on the finest feature level's grid (no level
+        loses resolution there) and upsampled once: the same map as smoothing at full
+        size, at a fraction of the cost (1/16 for strides 4, 8, 16).
         """
-        work = max(1, size // MAP_STRIDE)
+        work = min(size, self.map_grid)
         amap = combine_levels(self.level_maps(vectors, work, weights), weights, sigma * work / size)
         return F.interpolate(amap, size=(size, size), mode="bilinear", align_corners=False)
 

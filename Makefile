@@ -9,7 +9,7 @@ export PYTHONHASHSEED := 0
 # torch 2.14.1 and torchvision 0.29.1 are pinned (constraints.txt) so no other version is dragged in.
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo unit test notebooks lab lint browser-deps clean
+.PHONY: install demo unit test notebooks lab lint browser-deps clean release autograde app
 
 install: $(STAMP)
 
@@ -35,6 +35,19 @@ notebooks: $(STAMP)  ## executed copies of the course notebooks in executed/ (ou
 
 lab: $(STAMP)  ## JupyterLab on the notebooks, widgets working
 	$(VENV)/bin/jupyter lab notebooks
+
+release: $(STAMP)  ## nbgrader student versions of course/source/ -> course/release/ (outside git) and notebooks/
+	$(PY) course/course.py release
+
+SUBMISSIONS ?=
+GRADES ?= course/grades.csv
+autograde: $(STAMP)  ## grade hand-ins: make autograde SUBMISSIONS=DIR (DIR/<student>/<notebook>.ipynb) -> $(GRADES)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make autograde SUBMISSIONS=DIR  (DIR/<student>/<notebook>.ipynb)"; exit 2; }
+	$(PY) course/course.py autograde "$(SUBMISSIONS)" --grades "$(GRADES)"
+
+VOILA_ARGS ?=
+app: $(STAMP)  ## the ablation panel as a standalone page (Voila) on the demo data: http://localhost:8866
+	$(VENV)/bin/voila app/ablation_panel.ipynb $(VOILA_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hlgfa_lite tests benchmarks

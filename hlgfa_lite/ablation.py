@@ -12,14 +12,18 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .backbone import FrozenBackbone
 from .config import BLOCKS, HLGFAConfig
 from .data.cache import TensorSplit
 from .evaluate import METRIC_KEYS, EvalResult, evaluate
+from .stats import bootstrap_weights, image_ranking, paired_difference, pixel_ranking, pooled
 from .train import fit
 
 SHORTCUT = "identity_shortcut"
 RESIDUAL_ONLY = "residual_only_scoring"
+NO_ALIGNMENT = "high_res_only"
 
 
 def variant_label(cfg: HLGFAConfig) -> str:
@@ -31,15 +35,17 @@ def variant_label(cfg: HLGFAConfig) -> str:
 
 def ablation_configs(base: HLGFAConfig, shortcut: bool = True) -> dict[str, HLGFAConfig]:
     """full, ``<block>=off`` for each block, ``all_off``, the identity-shortcut variant
-    (``guidance=full``) and the full model scored by the residual alone (``normalize=position``)."""
+    (``guidance=full``), the full model scored by the residual alone (``measure=residual``)
+    and by the high-res features alone (``measure=high``: no alignment at all)."""
     variants = {"full": base}
     for block in BLOCKS:
         variants[f"{block}=off"] = base.with_overrides({block: False})
     variants["all_off"] = base.with_overrides(dict.fromkeys(BLOCKS, False))
     if shortcut:
         variants[SHORTCUT] = base.with_overrides({"guidance": "full"})
-    if base.normalize == "joint":
-        variants[RESIDUAL_ONLY] = base.with_overrides({"normalize": "position"})
+    if base.measure == "joint":
+        variants[RESIDUAL_ONLY] = base.with_overrides({"measure": "residual"})
+        variants[NO_ALIGNMENT] = base.with_overrides({"measure": "high"})
     return variants
 
 
@@ -59,7 +65,11 @@ def run_variant(
     name: str | None = None,
     progress: bool = False,
 ) -> dict:
-    """Train + evaluate one configuration; returns its metrics (cached by config)."""
+    """Train + evaluate one configuration; returns its metrics (cached by config).
+
+    Next to the cached row, ``<key>.npz`` keeps the per-image scores and 32 x 32 pooled
+    maps that the paired bootstrap of :func:`ablate` needs.
+    """
     cache = Path(cache_dir) / f"{config_key(cfg, data_id)}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         return json.loads(cache.read_text())
@@ -75,42 +85,148 @@ def run_variant(
     }
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache.with_suffix(".npz"), scores=result.scores, maps=pooled(result.maps))
         cache.write_text(json.dumps(row, indent=2) + "\n")
     return row
 
 
+def ablate(
+    base: HLGFAConfig,
+    train_split: TensorSplit,
+    test_split: TensorSplit,
+    out_dir: str | Path,
+    *,
+    seeds: int = 3,
+    backbone: FrozenBackbone | None = None,
+    data_id: str = "",
+    variants: dict[str, HLGFAConfig] | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Every variant with ``seeds`` seeds (``base.seed``, +1, ...): per metric mean and std over
+    seeds, and the paired difference to ``full`` with a 95% bootstrap interval over test images
+    (image and pixel AUROC; AUPRO gets mean and std)."""
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    variants = variants or ablation_configs(base)
+    runs: dict[str, list[dict]] = {}
+    jobs = [(name, s) for name in variants for s in range(seeds)]
+    for name, s in tqdm(jobs, desc="ablate", disable=not progress):
+        cfg = variants[name].with_overrides({"seed": base.seed + s})
+        runs.setdefault(name, []).append(
+            run_variant(cfg, train_split, test_split, backbone=backbone, cache_dir=out_dir / "cache",
+                        data_id=data_id, name=name)
+        )  # fmt: skip
+    return summarize_seeds(runs, test_split, out_dir / "cache", data_id)
+
+
+def summarize_seeds(runs: dict[str, list[dict]], test_split: TensorSplit, cache_dir: Path, data_id: str) -> list[dict]:
+    """Rows of mean/std per metric and paired bootstrap differences to ``full``."""
+    labels = test_split.labels
+    masks_small = pooled(test_split.masks[:, 0].numpy().astype(np.float32))
+    weights = bootstrap_weights(len(test_split))
+
+    def rankings(rows: list[dict]) -> tuple[list, list]:
+        img, pix = [], []
+        for row in rows:
+            cfg = HLGFAConfig.from_dict(row["config"])
+            saved = np.load(Path(cache_dir) / f"{config_key(cfg, data_id)}.npz")
+            img.append(image_ranking(saved["scores"], labels))
+            pix.append(pixel_ranking(saved["maps"], masks_small, test_split.has_mask))
+        return img, pix
+
+    full_img, full_pix = rankings(runs["full"])
+    out = []
+    for name, rows in runs.items():
+        row: dict = {"variant": name, "seeds": len(rows)}
+        for k in (*METRIC_KEYS, "seconds_fit", "ms_per_image", "final_loss"):
+            vals = [r[k] for r in rows if r.get(k) is not None]
+            row[k] = float(np.mean(vals)) if vals else None
+            row[f"{k}_std"] = float(np.std(vals)) if len(vals) > 1 else (0.0 if vals else None)
+        if name != "full":
+            img, pix = rankings(rows)
+            row["image_auroc_diff"] = paired_difference(img, full_img, weights)
+            if all(p is not None for p in (*pix, *full_pix)):
+                row["pixel_auroc_diff"] = paired_difference(pix, full_pix, weights)
+        out.append(row)
+    return out
+
+
 def write_table(rows: list[dict], out_dir: Path) -> tuple[Path, Path, Path]:
-    """ablation.csv, ablation.md and ablation.png in ``out_dir``."""
+    """ablation.csv, ablation.md and ablation.png in ``out_dir`` (rows of :func:`run_variant`
+    or :func:`ablate`: with seeds, mean ± std and the paired differences to ``full``)."""
     from .viz import ablation_bars, save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cols = ["variant", *METRIC_KEYS, "seconds_fit", "ms_per_image", "final_loss"]
+    extra = [k for k in rows[0] if k.endswith(("_std", "_diff")) or k == "seeds"] if rows else []
+    extra += [k for r in rows for k in r if k.endswith("_diff") and k not in extra]
     with open(out_dir / "ablation.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=cols + extra, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        for r in rows:
+            writer.writerow({k: ("" if r.get(k) is None else r[k]) if not k.endswith("_diff") else _ci(r.get(k))
+                             for k in cols + extra})  # fmt: skip
     (out_dir / "ablation.md").write_text(markdown_table(rows, cols))
     save_figure(ablation_bars(rows), out_dir / "ablation.png")
     return out_dir / "ablation.csv", out_dir / "ablation.md", out_dir / "ablation.png"
 
 
+def _ci(diff: list | tuple | None) -> str:
+    return "" if diff is None else f"{diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]"
+
+
 def markdown_table(rows: list[dict], cols: list[str]) -> str:
-    def fmt(v: object) -> str:
+    """Values as ``mean ± std`` where rows carry ``<key>_std``; difference columns where they carry ``_diff``."""
+    diffs = [k for k in ("image_auroc_diff", "pixel_auroc_diff") if any(k in r for r in rows)]
+
+    def fmt(r: dict, c: str) -> str:
+        v = r.get(c)
         if v is None:
             return "–"
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
+        if not isinstance(v, float):
+            return str(v)
+        std = r.get(f"{c}_std")
+        return f"{v:.3f} ± {std:.3f}" if std and r.get("seeds", 1) > 1 else f"{v:.3f}"
 
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    head = cols + [f"Δ {d.removesuffix('_diff').replace('_', ' ')} [95% CI]" for d in diffs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [fmt(r, c) for c in cols] + [_ci(r.get(d)) or "–" for d in diffs]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def ablate_folder(
-    base: HLGFAConfig, data_root: str | Path, category: str, out_dir: str | Path, progress: bool = True
-) -> tuple[list[dict], tuple[Path, Path, Path]]:
-    """CLI ``ablate``: every variant on one category; writes the table and chart to ``out_dir``."""
-    from tqdm.auto import tqdm
+def verdicts(rows: list[dict]) -> list[str]:
+    """Plain sentences: which variants differ from ``full`` beyond seed and test-set noise."""
+    out = []
+    for r in rows:
+        for key in ("image_auroc_diff", "pixel_auroc_diff"):
+            if key not in r:
+                continue
+            point, lo, hi = r[key]
+            metric = key.removesuffix("_diff").replace("_", " ")
+            if lo > 0 or hi < 0:
+                side = "better" if lo > 0 else "worse"
+                out.append(
+                    f"{r['variant']}: {metric} {side} than full by {abs(point):.3f} (95% CI {lo:+.3f}..{hi:+.3f})"
+                )
+            else:
+                out.append(
+                    f"{r['variant']}: {metric} not distinguishable from full ({point:+.3f}, CI {lo:+.3f}..{hi:+.3f})"
+                )
+    return out
 
+
+def ablate_folder(
+    base: HLGFAConfig,
+    data_root: str | Path,
+    category: str,
+    out_dir: str | Path,
+    progress: bool = True,
+    seeds: int = 3,
+) -> tuple[list[dict], tuple[Path, Path, Path]]:
+    """CLI ``ablate``: every variant on one category with ``seeds`` seeds; writes the table and chart."""
     from .evaluate import load_test_split
     from .train import load_train_split
 
@@ -119,17 +235,8 @@ def ablate_folder(
     test_split = load_test_split(data_root, category, base.image_size, progress)
     backbone = FrozenBackbone(base.backbone, base.weights, base.feature_strides)
     data_id = f"{Path(data_root).resolve()}::{category}"
-    rows = []
-    for name, cfg in tqdm(ablation_configs(base).items(), desc="ablate", disable=not progress):
-        rows.append(
-            run_variant(
-                cfg,
-                train_split,
-                test_split,
-                backbone=backbone,
-                cache_dir=out_dir / "cache",
-                data_id=data_id,
-                name=name,
-            )
-        )
-    return rows, write_table(rows, out_dir)
+    rows = ablate(base, train_split, test_split, out_dir, seeds=seeds, backbone=backbone, data_id=data_id,
+                  progress=progress)  # fmt: skip
+    files = write_table(rows, out_dir)
+    (out_dir / "verdicts.txt").write_text("\n".join(verdicts(rows)) + "\n")
+    return rows, files

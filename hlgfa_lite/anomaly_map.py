@@ -1,160 +1,80 @@
-"""From per-level misalignment to one anomaly map and one image score.
+"""From per-level cross-resolution vectors to one anomaly map and one image score.
 
-Per level and cell, misalignment is measured against what cross-resolution
-alignment looks like on normal training images at that cell:
+What is measured per cell (``measure``):
 
-* ``normalize="joint"`` (default): Mahalanobis distance of the pair
-  ``[refined low-res, high-res]`` under the cell's normal joint covariance. For a
-  Gaussian this splits exactly into (a) how unusual the refined low-res view is
-  and (b) how far the high-res features are from what normal cross-resolution
-  statistics predict given that view - the misalignment. Large smooth defects
-  (which survive downsampling and so align) are caught by (a), fine ones by (b).
-* ``normalize="position"``: Mahalanobis distance of the residual
-  ``high - refined`` alone, under the cell's residual covariance (pure misalignment).
-* ``normalize="channel"``: squared residual over its per-channel variance, shared
-  by all cells.
-* ``normalize="none"``: plain mean squared residual.
+* ``joint`` (default): the pair ``[refined low-res, high-res]``. Far from every
+  normal pair means either the low-res view itself is unusual, or the high-res
+  features are not what the low-res view predicts on normal images — misalignment.
+* ``residual``: ``high-res - refined low-res`` alone (pure misalignment).
+* ``high``: the high-res features alone — no alignment at all; the memory-bank
+  baseline (PatchCore-like) that the ablation compares against.
 
-Measured on Magnetic Tile (stride-16 level): joint 0.97 image AUROC, residual
-per cell 0.95, residual per channel 0.80 - tiles misalign in structured,
-position-dependent ways (edges, borders, grain) that only per-cell statistics know.
-
-Each level is divided by its mean on the training images (~1 on normal data),
-combined with ``level_weights`` and smoothed by a Gaussian (on the finest feature
-level's grid, then upsampled to the input size). The image score is the map's maximum
-(``max``) or the mean of its top 1% (``topk``).
+How far from normal (``scoring``, one small module each in :mod:`hlgfa_lite.scoring`):
+``memory`` (nearest normal cell of any training image, position-free; default),
+``cell_gaussian`` (Mahalanobis per cell: aligned parts only), ``gaussian``,
+``channel``, ``none``. Each level's energy is ~1 on normal training images; levels
+are combined with ``level_weights`` and smoothed by a Gaussian on the finest used
+level's grid, then upsampled once to the input size. The image score is the map's
+maximum (``max``) or the mean of its top 1% (``topk``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .blocks.noise_augment import gaussian_blur
-
-COVARIANCE_RIDGE = 0.01
-"""Added to the covariance diagonal (features are standardised, so this is ~1% of a unit variance)."""
+from .config import MEASURES
+from .scoring import NormalModel
 
 
 class AnomalyMapGenerator(nn.Module):
-    """Holds the training-set residual statistics and turns residuals into maps."""
+    """Turns per-level (high, refined) features into an anomaly map via a normal model."""
 
-    def __init__(
-        self,
-        channels: list[int],
-        grid_sizes: list[int],
-        normalize: str = "joint",
-        per_position: bool = True,
-        shrinkage: float = 0.0,
-    ):
+    def __init__(self, normal_model: NormalModel, grid_sizes: list[int], measure: str = "joint"):
         super().__init__()
-        self.normalize, self.per_position, self.shrinkage = normalize, per_position, shrinkage
-        for i, (c, g) in enumerate(zip(channels, grid_sizes)):
-            c = 2 * c if normalize == "joint" else c
-            if normalize in ("joint", "position"):
-                cells = g * g if per_position else 1
-                self.register_buffer(f"mean{i}", torch.zeros(cells, c))
-                self.register_buffer(f"precision{i}", torch.eye(c).repeat(cells, 1, 1))
-            else:
-                self.register_buffer(f"mean{i}", torch.zeros(1, c, 1, 1))
-                self.register_buffer(f"precision{i}", torch.ones(1, c, 1, 1))
-            self.register_buffer(f"level_mean{i}", torch.ones(()))
-        self.levels = len(channels)
+        if measure not in MEASURES:
+            raise ValueError(f"unknown measure {measure!r}; choose from {', '.join(MEASURES)}")
+        self.normal, self.measure = normal_model, measure
         self.map_grid = max(grid_sizes)  # the finest level's grid: maps are combined there
 
     def vectors(self, high: list[torch.Tensor], refined: list[torch.Tensor]) -> list[torch.Tensor]:
-        """What is measured per cell: the pair (joint) or the residual (other modes)."""
-        if self.normalize == "joint":
+        """What is measured per cell: the pair (joint) or the residual."""
+        if self.measure == "joint":
             return [torch.cat([r, h], dim=1) for h, r in zip(high, refined)]
+        if self.measure == "high":
+            return list(high)
         return [h - r for h, r in zip(high, refined)]
 
-    def level_energy(self, i: int, residual: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) misalignment vectors -> (B, 1, h, w) normalised energy."""
-        b, c, h, w = residual.shape
-        mean, precision = getattr(self, f"mean{i}"), getattr(self, f"precision{i}")
-        if self.normalize in ("joint", "position"):
-            # contiguous (P, B, C): the batched matmul is ~4x slower on the permuted view
-            d = (residual.flatten(2).permute(2, 0, 1) - mean.unsqueeze(1)).contiguous()
-            energy = (torch.matmul(d, precision) * d).sum(dim=-1).T / c  # precision may be shared: (1, C, C)
-            return energy.view(b, 1, h, w)
-        if self.normalize == "channel":
-            return ((residual - mean).pow(2) * precision).mean(dim=1, keepdim=True)
-        return residual.pow(2).mean(dim=1, keepdim=True)
+    def level_energy(self, i: int, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) vectors of level ``i`` -> (B, 1, h, w) energy, ~1 on normal images."""
+        return self.normal.energy(i, vectors)
 
     @torch.no_grad()
-    def calibrate(self, residual_batches) -> None:
-        """Fit the residual statistics from an iterable of per-level residual lists.
-
-        Streams: only per-cell sums and cross-products are kept, so a large
-        training set never has to be held in memory at once.
-        """
-        sums = None
-        count = 0
-        for batch in residual_batches:
-            flat = [r.flatten(2).permute(2, 0, 1) for r in batch]  # (P, B, C)
-            if sums is None:
-                sums = [
-                    [torch.zeros(f.shape[0], f.shape[2]), torch.zeros(f.shape[0], f.shape[2], f.shape[2])] for f in flat
-                ]
-            for s, f in zip(sums, flat):
-                s[0] += f.sum(dim=1)
-                s[1] += torch.einsum("pbc,pbd->pcd", f, f)
-            count += batch[0].shape[0]
-        if sums is None or count < 2:
-            raise ValueError("calibration needs at least two training images")
-        for i, (s1, s2) in enumerate(sums):
-            n = count
-            if not self.per_position and self.normalize in ("joint", "position"):
-                s1, s2, n = s1.sum(0, keepdim=True), s2.sum(0, keepdim=True), count * s1.shape[0]
-            mean = s1 / n
-            cov = s2 / n - torch.einsum("pc,pd->pcd", mean, mean)  # biased: what training images show
-            if self.normalize in ("joint", "position"):
-                c = cov.shape[-1]
-                fit = cov * n / (n - 1)
-                if fit.shape[0] > 1 and self.shrinkage > 0:  # per cell: shrink toward the pooled
-                    # covariance with shrinkage x C pseudo-observations (stable with few images)
-                    k = self.shrinkage * c
-                    fit = (n * fit + k * fit.mean(dim=0, keepdim=True)) / (n + k)
-                getattr(self, f"mean{i}").copy_(mean)
-                # Cholesky-based inverse: the batched LU inverse fails on some BLAS builds for large C
-                precision = torch.cholesky_inverse(torch.linalg.cholesky(fit + COVARIANCE_RIDGE * torch.eye(c)))
-                getattr(self, f"precision{i}").copy_(precision)
-                # mean energy on the training images, E[d' P d] / C = trace(P cov) / C, in closed form
-                level_mean = torch.einsum("pcd,pdc->p", precision, cov).mean() / c
-            elif self.normalize == "channel":
-                var = torch.diagonal(cov, dim1=1, dim2=2).mean(dim=0)  # pooled over cells
-                mean_c = mean.mean(dim=0)
-                var = var + (mean - mean_c).pow(2).mean(dim=0)
-                getattr(self, f"mean{i}").copy_(mean_c.view(1, -1, 1, 1))
-                getattr(self, f"precision{i}").copy_((1.0 / var.clamp_min(1e-6)).view(1, -1, 1, 1))
-                level_mean = torch.ones(())  # each channel has unit normalised variance
-            else:
-                level_mean = (torch.diagonal(cov, dim1=1, dim2=2) + mean.pow(2)).mean()
-            getattr(self, f"level_mean{i}").copy_(level_mean.clamp_min(1e-12))
+    def calibrate(self, vector_batches: Iterable[list[torch.Tensor]]) -> None:
+        """Fit the normal model on per-level vectors of (clean) training images."""
+        self.normal.fit(vector_batches)
 
     def level_maps(
         self, vectors: list[torch.Tensor | None], size: int, weights: tuple[float, ...] | None = None
     ) -> list[torch.Tensor | None]:
-        """Per-level (B, 1, size, size) maps, each ~1 on normal training data (None where weight is 0)."""
+        """Per-level (B, 1, size, size) maps (None where the weight is 0 or no vectors)."""
         maps: list[torch.Tensor | None] = []
         for i, v in enumerate(vectors):
             if v is None or (weights is not None and weights[i] <= 0):
                 maps.append(None)
                 continue
-            energy = self.level_energy(i, v) / getattr(self, f"level_mean{i}")
+            energy = self.level_energy(i, v)
             maps.append(F.interpolate(energy, size=(size, size), mode="bilinear", align_corners=False))
         return maps
 
     def forward(
         self, vectors: list[torch.Tensor | None], size: int, sigma: float, weights: tuple[float, ...]
     ) -> torch.Tensor:
-        """Per-level misalignment vectors -> (B, 1, size, size) anomaly map.
-
-        Levels are combined and smoothed on the finest feature level's grid (no level
-        loses resolution there) and upsampled once: the same map as smoothing at full
-        size, at a fraction of the cost (1/16 for strides 4, 8, 16).
-        """
+        """Per-level vectors -> (B, 1, size, size) anomaly map, combined on the finest grid."""
         work = min(size, self.map_grid)
         amap = combine_levels(self.level_maps(vectors, work, weights), weights, sigma * work / size)
         return F.interpolate(amap, size=(size, size), mode="bilinear", align_corners=False)

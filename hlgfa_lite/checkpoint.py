@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
-from .config import HLGFAConfig
+from .config import SCORINGS, HLGFAConfig
+from .device import resolve_device
 from .errors import ConfigError
-from .model import HLGFA
+from .model import HLGFA, scoring_in_use
 
 FORMAT = "hlgfa_lite/1"
 
@@ -28,13 +29,15 @@ def _stored(key: str, cfg: HLGFAConfig) -> bool:
 
 
 def save_checkpoint(path: str | Path, model: HLGFA, cfg: HLGFAConfig, *, calibrated: bool, epoch: int) -> None:
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if _stored(k, cfg)}
+    """Also records the normal model in use (what ``scoring=auto`` chose), needed to rebuild the model."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if _stored(k, cfg)}
     payload = {
         "format": FORMAT,
         "config": cfg.to_dict(),
         "state_dict": state,
         "calibrated": calibrated,
         "epoch": epoch,
+        "scoring_in_use": scoring_in_use(model.cfg),
     }
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -57,8 +60,9 @@ def read_checkpoint(path: str | Path) -> dict:
     return payload
 
 
-def load_run(run_dir: str | Path) -> HLGFA:
-    """Rebuild the trained model of a run folder (config.json + checkpoint.pt)."""
+def load_run(run_dir: str | Path, device: str | None = None) -> HLGFA:
+    """Rebuild the trained model of a run folder (config.json + checkpoint.pt) on ``device``
+    (default: the run's config; checkpoints are stored on the CPU and load anywhere)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: run folder not found; pass the --out folder of 'hlgfa-lite train'")
@@ -75,10 +79,13 @@ def load_run(run_dir: str | Path) -> HLGFA:
         raise ConfigError(
             f"{run_dir / 'checkpoint.pt'}: training stopped before calibration; rerun 'hlgfa-lite train' for this run"
         )
-    model = HLGFA(cfg)
+    chosen = payload.get("scoring_in_use")
+    if cfg.scoring == "auto" and chosen not in SCORINGS[1:]:
+        raise ConfigError(f"{run_dir / 'checkpoint.pt'}: scoring=auto but no chosen normal model recorded; retrain")
+    model = HLGFA(cfg.with_overrides({"scoring": chosen}) if cfg.scoring == "auto" else cfg)
     load_model_state(model, payload["state_dict"], run_dir / "checkpoint.pt")
     model.eval()
-    return model
+    return model.to(resolve_device(device or cfg.device))
 
 
 def load_model_state(model: HLGFA, state: dict[str, torch.Tensor], source: Path) -> None:

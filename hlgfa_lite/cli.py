@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 from .config import BLOCKS, HLGFAConfig
-from .errors import HLGFAError
+from .errors import ConfigError, HLGFAError
 
-DEMO_DEFAULTS = {"epochs": 6, "image_size": 128, "covariance_shrinkage": 1.0}
-"""The demo: 40 training crops of 128 px per category (see README)."""
+DEMO_DEFAULTS = {"epochs": 6}
+"""The demo: 40 training crops (128 px, scored at the default 256 px) per category (see README)."""
 
 
 def _config(args: argparse.Namespace, base: dict | None = None) -> HLGFAConfig:
@@ -59,8 +59,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_ablate(args: argparse.Namespace) -> None:
     from .ablation import ablate_folder
 
-    _rows, files = ablate_folder(_config(args), args.data, args.category, args.out, progress=not args.quiet)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: need at least 1 seed")
+    _rows, files = ablate_folder(
+        _config(args), args.data, args.category, args.out, progress=not args.quiet, seeds=args.seeds
+    )
     print(Path(files[1]).read_text(), end="")
+    print((Path(args.out) / "verdicts.txt").read_text(), end="")
     print("wrote " + ", ".join(str(f) for f in files))
 
 
@@ -80,6 +85,15 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     counts = prepare_magnetic_tile(args.src, args.dst)
     print(json.dumps(counts, indent=2))
     print(f"prepared {args.dst}; train with: hlgfa-lite train --data {args.dst} --category magnetic_tile --out RUN")
+
+
+def cmd_prepare_elpv(args: argparse.Namespace) -> None:
+    from .data.elpv import LICENSE, prepare_elpv
+
+    counts = prepare_elpv(args.dst, source=args.source)
+    print(json.dumps(counts, indent=2))
+    print(f"data licence: {LICENSE}")
+    print(f"prepared {args.dst}; train with: hlgfa-lite train --data {args.dst} --category elpv_mono --out RUN")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--category", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--seeds", type=int, default=3, help="seeds per variant: mean ± std, paired bootstrap CI (3)")
     common(p)
     p.set_defaults(func=cmd_ablate)
 
@@ -136,12 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("src")
     mt.add_argument("dst")
     mt.set_defaults(func=cmd_prepare)
+    el = prep.add_parser(
+        "elpv", help="ELPV solar cells from the elpv-dataset package (pip install hlgfa-lite[elpv]; CC BY-NC-SA 4.0)"
+    )
+    el.add_argument("dst")
+    el.add_argument("--source", help="folder holding labels.csv and images/ (default: the installed package)")
+    el.set_defaults(func=cmd_prepare_elpv)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from .threads import apply_threads
+
+        apply_threads(0)  # evaluate/predict too: idle cores only (a run's num_threads applies in training)
         args.func(args)
     except HLGFAError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,7 +15,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-NORMALIZE_MODES = ("joint", "position", "channel", "none")
+SCORINGS = ("auto", "memory", "cell_gaussian", "gaussian", "channel", "none")
+MEASURES = ("joint", "residual", "high")
 BLOCKS = ("dual_resolution", "priors", "modulation", "gated_residual", "noise_augment")
 """The switchable blocks, in pipeline order (names are config keys)."""
 
@@ -75,16 +76,29 @@ class HLGFAConfig:
     max_train_images: int = 0
     """0 = all; otherwise a deterministic subset (for fast classroom/CI runs)."""
     num_threads: int = 0
-    """torch intra-op threads; 0 = leave torch's default."""
+    """torch intra-op threads; 0 = auto: ``HLGFA_THREADS`` if set, else the cores idle at the start
+    (cores minus load average, at least 1; see threads.py and README: busy machines)."""
+    device: str = "auto"
+    """``auto`` (CUDA, then Apple MPS, then CPU), or a torch device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
 
     # --- scoring ---------------------------------------------------------
-    normalize: str = "joint"
-    """How misalignment is measured against normal statistics (see anomaly_map.py):
-    ``joint`` (Mahalanobis of the [refined, high-res] pair per cell), ``position``
-    (of the residual per cell), ``channel`` (per-channel variance) or ``none``."""
-    per_position: bool = True
-    """Statistics per feature cell (roughly aligned objects: tiles, parts) or shared by
-    all cells (stationary textures, or too few training images for per-cell covariances)."""
+    scoring: str = "auto"
+    """The normal model that says how far a cell is from normal alignment (``hlgfa_lite/scoring``):
+    ``auto`` (chosen per training set between ``memory`` and ``cell_gaussian`` on held-out
+    training images with synthetic defects, see ``selection.py``), ``memory`` (nearest normal
+    cell of any training image: position-free, for objects in any pose, textures and a few
+    dozen images), ``cell_gaussian`` (Mahalanobis per cell: aligned parts only), ``gaussian``
+    (one Gaussian for all cells),
+    ``channel`` (per-channel variance) or ``none`` (squared length)."""
+    measure: str = "joint"
+    """What is measured per cell: ``joint`` (the pair [refined low-res, high-res]) or
+    ``residual`` (high-res minus refined low-res: pure misalignment) or ``high`` (the
+    high-res features alone: no alignment, the PatchCore-like baseline of the ablation)."""
+    memory_size: int = 4096
+    """Cells kept per level by ``memory`` (greedy coreset); the cost per image is
+    proportional to it and independent of the number of training images."""
+    neighbourhood: int = 1
+    """``memory``: each cell is averaged with its n x n neighbours before matching (1 = off)."""
     level_weights: tuple[float, ...] = (0.0, 1.0, 2.0)
     """Weight of each feature level (finest first) in the anomaly map; 0 drops a level.
     All three levels are aligned in training; on Magnetic Tile the stride-4 level's map
@@ -171,8 +185,17 @@ class HLGFAConfig:
             raise bad(f"resolution_ratio={self.resolution_ratio}: must be between 1 and 8")
         if self.guidance not in ("bottleneck", "full"):
             raise bad(f"guidance={self.guidance!r}: use 'bottleneck' or 'full'")
-        if self.normalize not in NORMALIZE_MODES:
-            raise bad(f"normalize={self.normalize!r}: use one of {', '.join(NORMALIZE_MODES)}")
+        if self.scoring not in SCORINGS:
+            raise bad(f"scoring={self.scoring!r}: use one of {', '.join(SCORINGS)}")
+        if self.measure not in MEASURES:
+            raise bad(f"measure={self.measure!r}: use one of {', '.join(MEASURES)}")
+        if self.memory_size < 16 or self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+            raise bad(
+                f"memory_size={self.memory_size}, neighbourhood={self.neighbourhood}: "
+                "memory_size >= 16 and neighbourhood an odd number >= 1"
+            )
+        if not _valid_device(self.device):
+            raise bad(f"device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
         if self.image_score not in ("max", "topk"):
             raise bad(f"image_score={self.image_score!r}: use 'max' or 'topk'")
         if self.prior_kernel < 1 or self.prior_kernel % 2 == 0:
@@ -201,6 +224,12 @@ class HLGFAConfig:
             or not any(self.level_weights)
         ):
             raise bad(f"level_weights={self.level_weights}: one weight >= 0 per feature level, not all zero")
+
+
+def _valid_device(name: str) -> bool:
+    if name in ("auto", "cpu", "cuda", "mps"):
+        return True
+    return name.startswith("cuda:") and name[5:].isdigit()
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:

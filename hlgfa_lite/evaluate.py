@@ -86,6 +86,8 @@ def run_metrics(result: EvalResult, run_dir: Path, category: str) -> dict:
     return {
         **result.metrics,
         "seconds_fit": fit.get("seconds_fit"),
+        "scoring_selected": fit.get("scoring_selected", cfg.scoring),
+        "selection_scores": fit.get("selection_scores"),
         "interrupted": fit.get("interrupted", False),
         "category": category,
         "blocks": cfg.blocks(),

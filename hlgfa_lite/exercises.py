@@ -1,8 +1,7 @@
 """Checkers for the course exercises: run a student's tensor function on small cases.
 
 Each ``check_*`` calls the student's function on several tiny tensors, compares it
-with the reference (the library block it re-creates, see :mod:`hlgfa_lite.solutions`)
-and then
+with a reference and then
 
 * prints ``✓ ...`` and returns ``True`` when every case passes;
 * raises :class:`AssertionError` with a specific hint on the first failing case
@@ -25,6 +24,24 @@ Student function signatures:
   with a (B, 1, H, W) gate broadcast over channels.
 * ``misalignment(high, refined) -> energy``: mean over channels of the squared
   difference, shape (B, 1, h, w).
+
+Where the references come from. The exercise solutions are not part of the installed
+package (they live in the instructor's nbgrader source notebooks, ``course/source/``); the
+checkers compare against the model's own code instead, never against the exercise
+written out in its exact form:
+
+* ``decompose``: :func:`hlgfa_lite.blocks.decompose`, the block the model runs (re-creating
+  a library block is the point of that exercise; the block is the model, not a solution key);
+* ``modulate``: torch's ``nn.BatchNorm2d(affine=False)`` in training mode for ``norm(x)``, and
+  the library's :class:`~hlgfa_lite.blocks.ConditionalModulation` ``forward`` fed the test's
+  ``gamma``/``beta`` in place of its learned ones;
+* ``gated_residual``: the library's :class:`~hlgfa_lite.blocks.GatedResidual` ``forward`` with
+  its correction and gate networks replaced by the test's fixed tensors;
+* ``misalignment``: inputs built so that the answer is known by construction
+  (``high = refined + d`` with the per-cell mean of ``d**2`` chosen in advance).
+
+The hints recognise wrong variants (instance norm, a missing sigmoid ...); they never spell
+out the complete answer beyond what the exercise text says.
 """
 
 from __future__ import annotations
@@ -33,10 +50,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from . import solutions
-from .blocks import ConditionalModulation, GatedResidual
+from .blocks import ConditionalModulation, GatedResidual, decompose
 
 __all__ = ["check_decompose", "check_gated_residual", "check_misalignment", "check_modulation"]
 
@@ -122,7 +139,7 @@ def check_decompose(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.
                 "structure + detail must equal the input exactly: compute detail = features - structure "
                 f"({_maxerr(structure + detail, feats)})"
             )
-        ref_s, ref_d = solutions.decompose(feats, 5)
+        ref_s, ref_d = decompose(feats, 5)
         if _close(structure, ref_d) and _close(detail, ref_s):
             raise AssertionError(
                 "structure and detail are swapped: structure is the smooth low-pass part, detail the remainder"
@@ -162,13 +179,13 @@ def check_decompose(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.
             raise AssertionError(
                 "the low-pass is a box (plain average) over kernel x kernel cells centred on each cell: "
                 "with kernel=3 a unit spike must become a 3x3 square of 1/9 "
-                "(F.avg_pool2d(features, kernel, stride=1, padding=kernel // 2, count_include_pad=False))"
+                "(stride 1, padding kernel // 2, borders averaged over the cells that exist)"
             )
 
         for kernel, shape, seed in ((3, (2, 4, 8, 8), 2), (5, (1, 6, 16, 16), 3), (7, (2, 2, 7, 9), 4)):
             x = _randn(*shape, seed=seed)
             s, d = _split(_call(fn, x, kernel), x.shape)
-            rs, rd = solutions.decompose(x, kernel)
+            rs, rd = decompose(x, kernel)
             if not (_close(s, rs) and _close(d, rd)):
                 raise AssertionError(
                     f"kernel={kernel}, shape {shape}: structure differs from the box low-pass "
@@ -185,10 +202,49 @@ def check_decompose(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.
 # ---------------------------------------------------------------------------------------------
 
 
-def _stats_norm(x: torch.Tensor, dims: tuple[int, ...], unbiased: bool = False) -> torch.Tensor:
-    mean = x.mean(dim=dims, keepdim=True)
-    var = x.var(dim=dims, keepdim=True, unbiased=unbiased)
-    return (x - mean) / torch.sqrt(var + solutions.BN_EPS)
+BN_EPS = 1e-5
+"""The epsilon of ``nn.BatchNorm2d`` (added to the variance before the square root)."""
+
+
+def _torch_batch_norm(x: torch.Tensor, unbiased: bool = False) -> torch.Tensor:
+    """torch's own parameter-free batch norm of ``x`` in training mode (batch statistics).
+
+    ``unbiased=True``: the same with the unbiased batch variance (a common mistake), read from the
+    running statistics of a momentum-1 batch norm, which torch keeps unbiased.
+    """
+    bn = nn.BatchNorm2d(x.shape[1], eps=BN_EPS, affine=False, momentum=1.0)
+    with torch.no_grad():
+        out = bn.train()(x)
+        return bn.eval()(x) if unbiased else out
+
+
+def _block_modulate(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """What the library's ConditionalModulation block (training mode) makes of ``x`` with these gamma, beta."""
+    with torch.random.fork_rng():  # the block's (unused) conv layers draw from the global RNG
+        block = ConditionalModulation(x.shape[1], cond_channels=1, hidden=1)
+    block.params = lambda _cond: (gamma, beta)  # its own forward, fed the test's parameters
+    with torch.no_grad():
+        return block.train()(x, x[:, :1])
+
+
+class _Fixed(nn.Module):
+    """A stand-in sub-network that returns a fixed tensor, whatever its input."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.value = value
+
+    def forward(self, *_inputs: torch.Tensor) -> torch.Tensor:
+        return self.value
+
+
+def _block_gated_residual(x: torch.Tensor, correction: torch.Tensor, gate_logits: torch.Tensor) -> torch.Tensor:
+    """What the library's GatedResidual block makes of ``x`` when its networks output these tensors."""
+    with torch.random.fork_rng():
+        block = GatedResidual(x.shape[1], cond_channels=1, hidden=4)
+    block.correction, block.gate = _Fixed(correction), _Fixed(gate_logits)
+    with torch.no_grad():
+        return block(x, x[:, :1])
 
 
 def _diagnose_norm(out: torch.Tensor, x: torch.Tensor) -> str:
@@ -200,14 +256,14 @@ def _diagnose_norm(out: torch.Tensor, x: torch.Tensor) -> str:
             "normalise x first: with gamma = beta = 0 the output must be norm(x) (zero mean, unit variance "
             "per channel), not x itself"
         )
-    if _close(out, _stats_norm(x, (2, 3))):
+    if _close(out, F.instance_norm(x, eps=BN_EPS)):
         return (
             "this is instance norm (statistics per image); use batch norm: per channel, mean and variance "
             "over the batch and all positions, dims (0, 2, 3)"
         )
-    if _close(out, _stats_norm(x, (1, 2, 3))) or _close(out, _stats_norm(x, (0, 1, 2, 3))):
+    if _close(out, F.layer_norm(x, x.shape[1:], eps=BN_EPS)) or _close(out, F.layer_norm(x, x.shape, eps=BN_EPS)):
         return "normalise each channel separately: mean and variance over dims (0, 2, 3), not across channels"
-    if _close(out, _stats_norm(x, (0, 2, 3), unbiased=True), atol=1e-5):
+    if _close(out, _torch_batch_norm(x, unbiased=True), atol=1e-5):
         return "use the biased variance (unbiased=False), as batch norm does"
     if _close(out, x - x.mean(dim=(0, 2, 3), keepdim=True)):
         return "divide by the standard deviation too: norm(x) = (x - mean) / sqrt(var + 1e-5)"
@@ -224,7 +280,7 @@ def check_modulation(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], to
         scale = torch.tensor([0.5, 1.0, 3.0]).view(1, 3, 1, 1)
         offset = torch.tensor([-2.0, 0.0, 3.0]).view(1, 3, 1, 1)
         x = _randn(4, 3, 6, 5, seed=10) * scale + offset
-        norm_x = solutions.batch_norm(x)
+        norm_x = _torch_batch_norm(x)
         zeros = torch.zeros_like(x)
 
         out = _tensor(_call(fn, x, zeros, zeros), "the output", x.shape)
@@ -253,13 +309,13 @@ def check_modulation(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], to
 
         gamma, beta = 0.5 * _randn(*x.shape, seed=11), _randn(*x.shape, seed=12)
         out = _tensor(_call(fn, x, gamma, beta), "the output", x.shape)
-        want = solutions.modulate(x, gamma, beta)
+        want = _block_modulate(x, gamma, beta)
         if not _close(out, want):
             if _close(out, (norm_x + beta) * (1 + gamma)):
                 raise AssertionError(
                     "add beta after scaling: norm(x) * (1 + gamma) + beta, not (norm(x) + beta) * (1 + gamma)"
                 )
-            if _close(out, solutions.batch_norm(x * (1 + gamma) + beta)):
+            if _close(out, _torch_batch_norm(x * (1 + gamma) + beta)):
                 raise AssertionError("normalise x before modulating it, not after: norm(x) * (1 + gamma) + beta")
             raise AssertionError(
                 "with spatial gamma/beta maps the output must be norm(x) * (1 + gamma) + beta, element by "
@@ -268,7 +324,7 @@ def check_modulation(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], to
 
         g_vec, b_vec = gamma[..., :1, :1].contiguous(), beta[..., :1, :1].contiguous()
         out = _tensor(_call(fn, x, g_vec, b_vec), "the output", x.shape)
-        if not _close(out, solutions.modulate(x, g_vec, b_vec)):
+        if not _close(out, _block_modulate(x, g_vec, b_vec)):
             raise AssertionError(
                 "FiLM-style gamma/beta of shape (B, C, 1, 1) must broadcast over positions: use plain "
                 "element-wise arithmetic, no reshaping"
@@ -337,7 +393,7 @@ def check_gated_residual(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor]
             (zero, "gate_logits=0"),
         ):
             out = _tensor(_call(fn, x, r, logits), "the output", x.shape)
-            want = solutions.gated_residual(x, r, logits)
+            want = _block_gated_residual(x, r, logits)
             if not _close(out, want):
                 hint = _diagnose_gate(out, x, r, logits)
                 raise AssertionError(
@@ -375,23 +431,41 @@ def check_gated_residual(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor]
 # ---------------------------------------------------------------------------------------------
 
 
+def _known_misalignment(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """``high``, ``refined`` and the energy they must give, known by construction, plus wrong variants.
+
+    ``high = refined + d`` where, at every cell, half of the channels differ by ``±a·sqrt(1 + t)``
+    and the other half by ``±a·sqrt(1 - t)`` (random signs): the channel mean of ``d**2`` is ``a**2``.
+    """
+    channels, t = 6, 0.6
+    refined = _randn(2, channels, 4, 6, seed=seed)
+    amp = 0.5 + torch.rand(2, 1, 4, 6, generator=_gen(seed + 1))
+    signs = torch.randint(0, 2, (2, channels, 4, 6), generator=_gen(seed + 2)).float() * 2 - 1
+    spread = torch.tensor([(1 + t) ** 0.5] * (channels // 2) + [(1 - t) ** 0.5] * (channels // 2))
+    high = refined + signs * spread.view(1, channels, 1, 1) * amp
+    wrong = {
+        "sum": channels * amp**2,
+        "abs": amp * float(spread.mean()),
+        "sqrt": amp,
+    }
+    return high, refined, amp**2, wrong
+
+
 def check_misalignment(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
     """Check ``fn(high, refined) -> (B, 1, h, w)`` mean squared difference over channels."""
 
     def body() -> str:
-        high, refined = _randn(2, 5, 4, 6, seed=30), _randn(2, 5, 4, 6, seed=31)
+        high, refined, want, wrong = _known_misalignment(30)
         out = _call(fn, high, refined)
-        want = solutions.misalignment(high, refined)
         if isinstance(out, torch.Tensor) and out.shape == (2, 4, 6):
             raise AssertionError("keep a channel axis of size 1: mean(dim=1, keepdim=True) gives (B, 1, h, w)")
         out = _tensor(out, "the energy", want.shape)
         if not _close(out, want):
-            diff = high - refined
-            if _close(out, diff.pow(2).sum(dim=1, keepdim=True)):
+            if _close(out, wrong["sum"]):
                 raise AssertionError("average over channels (mean), not sum: levels differ in channel count")
-            if _close(out, diff.abs().mean(dim=1, keepdim=True)):
+            if _close(out, wrong["abs"]):
                 raise AssertionError("square the difference: energy = mean over channels of (high - refined)**2")
-            if _close(out, diff.pow(2).mean(dim=1, keepdim=True).sqrt()):
+            if _close(out, wrong["sqrt"]):
                 raise AssertionError("no square root: the energy is the mean squared difference")
             raise AssertionError(f"expected mean over channels of (high - refined)**2 ({_maxerr(out, want)})")
         same = _tensor(_call(fn, high, high), "the energy", want.shape)

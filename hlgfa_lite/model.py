@@ -20,6 +20,7 @@ from .anomaly_map import AnomalyMapGenerator, image_scores
 from .backbone import FrozenBackbone
 from .blocks import ConditionalModulation, DualResolution, GatedResidual, GuidanceCode, decompose
 from .config import HLGFAConfig
+from .scoring import make_normal_model
 
 
 class LevelRefiner(nn.Module):
@@ -83,6 +84,27 @@ def alignment_loss(out: HLGFAOutput) -> tuple[torch.Tensor, list[torch.Tensor]]:
     return torch.stack(per_level).mean(), per_level
 
 
+def scoring_in_use(cfg: HLGFAConfig) -> str:
+    """The normal model a config builds: ``auto`` starts as ``memory`` until one is chosen (selection.py)."""
+    return "memory" if cfg.scoring == "auto" else cfg.scoring
+
+
+def build_map_generator(cfg: HLGFAConfig, channels: list[int]) -> AnomalyMapGenerator:
+    """The anomaly-map generator (normal model + measure) that ``cfg`` asks for."""
+    dims = [2 * c if cfg.measure == "joint" else c for c in channels]
+    grids = [cfg.image_size // s for s in cfg.feature_strides]
+    normal = make_normal_model(
+        scoring_in_use(cfg),
+        dims,
+        grids,
+        shrinkage=cfg.covariance_shrinkage,
+        memory_size=cfg.memory_size,
+        neighbourhood=cfg.neighbourhood,
+        seed=cfg.seed,
+    )
+    return AnomalyMapGenerator(normal, grids, cfg.measure)
+
+
 class HLGFA(nn.Module):
     def __init__(self, cfg: HLGFAConfig, backbone: FrozenBackbone | None = None):
         super().__init__()
@@ -90,14 +112,22 @@ class HLGFA(nn.Module):
         self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides)
         self.extractor = DualResolution(self.backbone, cfg.low_size, cfg.dual_resolution)
         channels = self.backbone.channels
-        grids = [cfg.image_size // s for s in cfg.feature_strides]
         for i, c in enumerate(channels):  # per-channel standardisation of backbone features
             self.register_buffer(f"feat_mean{i}", torch.zeros(1, c, 1, 1))
             self.register_buffer(f"feat_std{i}", torch.ones(1, c, 1, 1))
         self.refiners = nn.ModuleList(LevelRefiner(c, cfg) for c in channels)
-        self.map_generator = AnomalyMapGenerator(
-            channels, grids, cfg.normalize, cfg.per_position, cfg.covariance_shrinkage
-        )
+        self.map_generator = build_map_generator(cfg, channels)
+        self.to(self.backbone.mean.device)  # a shared backbone may already sit on a GPU: follow it
+
+    def set_scoring(self, cfg: HLGFAConfig) -> None:
+        """Swap in the scoring of ``cfg`` (normal model, measure, map keys), keeping the trained
+        refiners; call :meth:`calibrate` afterwards. Lets scoring variants share one training."""
+        self.cfg = cfg
+        self.map_generator = build_map_generator(cfg, self.backbone.channels).to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.feat_mean0.device
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.refiners.parameters() if p.requires_grad]
@@ -111,41 +141,48 @@ class HLGFA(nn.Module):
     @torch.no_grad()
     def fit_feature_stats(self, batches: list[torch.Tensor]) -> None:
         """Per-channel mean/std of the high-res features on (clean) training images."""
-        feats = [self.backbone(b) for b in batches]
+        feats = [self.backbone(b.to(self.device)) for b in batches]
         for i in range(len(self.refiners)):
             level = torch.cat([f[i] for f in feats])
             getattr(self, f"feat_mean{i}").copy_(level.mean(dim=(0, 2, 3), keepdim=True))
             getattr(self, f"feat_std{i}").copy_(level.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-4))
 
     def forward(self, images: torch.Tensor) -> HLGFAOutput:
-        high, low = self.extractor(images)
+        high, low = self.extractor(images.to(self.device))
         high, low = self._standardise(high), self._standardise(low)
         refined = [refiner(lo, hi) for refiner, lo, hi in zip(self.refiners, low, high)]
         return HLGFAOutput(high, low, refined)
 
     @torch.no_grad()
     def calibrate(self, batches: Iterable[torch.Tensor]) -> None:
-        """Residual statistics on clean training images (call after training, in eval mode)."""
+        """Fit the normal model on clean training images (after training, in eval mode).
+
+        Levels whose map weight is 0 are skipped (passed as ``None``): they are never scored.
+        """
         self.eval()
-        gen = self.map_generator
-        gen.calibrate(gen.vectors(out.high, out.refined) for out in (self(b) for b in batches))
+        gen, used = self.map_generator, [w > 0 for w in self.cfg.level_weights]
+
+        def level_vectors(out: HLGFAOutput) -> list[torch.Tensor | None]:
+            return [v if u else None for v, u in zip(gen.vectors(out.high, out.refined), used)]
+
+        gen.calibrate(level_vectors(self(b)) for b in batches)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 3, S, S) images in [0, 1] -> (scores (B,), maps (B, 1, S, S)).
+        """(B, 3, S, S) images in [0, 1] -> (scores (B,), maps (B, 1, S, S)), both on the CPU.
 
         Levels whose map weight is 0 are not refined here (they would only cost time).
         """
         self.eval()
         weights = self.cfg.level_weights
-        high, low = self.extractor(images, [w > 0 for w in weights])
+        high, low = self.extractor(images.to(self.device), [w > 0 for w in weights])
         vectors: list[torch.Tensor | None] = [None] * len(high)
         for i, (refiner, lo, hi) in enumerate(zip(self.refiners, low, high)):
             if lo is not None:
                 hi, lo = self._standardise_level(i, hi), self._standardise_level(i, lo)
                 vectors[i] = self.map_generator.vectors([hi], [refiner(lo, hi)])[0]
         maps = self.map_generator(vectors, images.shape[-1], self.cfg.smoothing_sigma, weights)
-        return image_scores(maps, self.cfg.image_score), maps
+        return image_scores(maps, self.cfg.image_score).cpu(), maps.cpu()
 
     @torch.no_grad()
     def inspect(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -158,9 +195,7 @@ class HLGFA(nn.Module):
             found = {"high": hi, "low": lo, "refined": ref}
             found["raw_misalignment"] = (hi - lo).pow(2).mean(dim=1, keepdim=True)
             vec = self.map_generator.vectors([hi], [ref])[0]
-            found["misalignment"] = self.map_generator.level_energy(i, vec) / getattr(
-                self.map_generator, f"level_mean{i}"
-            )
+            found["misalignment"] = self.map_generator.level_energy(i, vec)
             found.update(refiner.inspect(lo, hi))
             levels.append(found)
         return levels

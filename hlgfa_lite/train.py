@@ -27,8 +27,11 @@ from .checkpoint import save_checkpoint
 from .config import HLGFAConfig
 from .data.cache import TensorSplit, decode_split
 from .data.mvtec import list_samples
+from .device import resolve_device
 from .errors import TrainingError
 from .model import HLGFA, alignment_loss
+from .selection import select_scoring
+from .threads import apply_threads
 
 STATS_IMAGES = 64
 """Training images used for the backbone feature statistics."""
@@ -39,8 +42,7 @@ def set_determinism(seed: int, threads: int = 0) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    if threads:
-        torch.set_num_threads(threads)
+    apply_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
@@ -60,6 +62,8 @@ class TrainResult:
     seconds_fit: float
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
+    selected: dict = field(default_factory=dict)
+    """With ``scoring=auto``: the chosen normal model and the held-out scores of each candidate."""
 
 
 def load_train_split(cfg: HLGFAConfig, data_root: str | Path, category: str, progress: bool = True) -> TensorSplit:
@@ -100,7 +104,7 @@ def fit(
     if backbone is None:
         backbone = FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides)
     torch.manual_seed(cfg.seed)  # refiners start the same whether or not a backbone was passed in
-    model = HLGFA(cfg, backbone)
+    model = HLGFA(cfg, backbone).to(resolve_device(cfg.device))
     warns = [RANDOM_WEIGHTS_WARNING] if model.backbone.random_weights else []
     stats_idx = subset(list(range(len(train_split))), STATS_IMAGES, cfg.seed)
     model.fit_feature_stats([train_split.batch(stats_idx[i : i + 16]) for i in range(0, len(stats_idx), 16)])
@@ -148,13 +152,24 @@ def fit(
         interrupted = True
         if progress:
             print(f"\ninterrupted after {len(history['loss'])} epoch(s): calibrating and saving what we have")
-    model.calibrate(calibration_batches(cfg, train_split))
+    selected = choose_scoring(model, cfg, train_split)
+    model.calibrate(calibration_batches(model.cfg, train_split))
     seconds = time.perf_counter() - start
     if run_dir is not None:
         save_checkpoint(run_dir / "checkpoint.pt", model, cfg, calibrated=True, epoch=len(history["loss"]))
-        _log(run_dir, {"done": True, "interrupted": interrupted, "seconds_fit": seconds})
+        _log(run_dir, {"done": True, "interrupted": interrupted, "seconds_fit": seconds, **selected})
         _save_loss_curve(run_dir, history)
-    return TrainResult(model, history, run_dir, seconds, interrupted, warns)
+    return TrainResult(model, history, run_dir, seconds, interrupted, warns, selected)
+
+
+def choose_scoring(model: HLGFA, cfg: HLGFAConfig, train_split: TensorSplit) -> dict:
+    """With ``scoring=auto``, pick the normal model on held-out training images (selection.py)
+    and switch the model to it; returns what was chosen ({} for a fixed scoring)."""
+    if cfg.scoring != "auto":
+        return {}
+    choice = select_scoring(model, cfg, train_split)
+    model.set_scoring(cfg.with_overrides({"scoring": choice.scoring}))
+    return {"scoring_selected": choice.scoring, "selection_scores": choice.scores, "held_out": choice.held_out}
 
 
 def calibration_batches(cfg: HLGFAConfig, train_split: TensorSplit) -> Iterator[torch.Tensor]:

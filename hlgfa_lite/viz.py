@@ -194,7 +194,8 @@ def ablation_bars(
     metrics: Sequence[str] = ("image_auroc", "pixel_auroc", "pixel_aupro"),
     name_key: str = "variant",
 ) -> Figure:
-    """Grouped bars: one group per row (variant), one bar per metric, value written on each bar.
+    """Grouped bars: one group per row (variant), one bar per metric, value written on each bar;
+    error bars show ``<metric>_std`` (spread over seeds) where rows carry it.
 
     A missing or None metric draws no bar (``n/a`` at its foot); y runs from 0 to 1.
     """
@@ -210,6 +211,10 @@ def ablation_bars(
         vals = [r.get(metric) for r in rows]
         have = [k for k, v in enumerate(vals) if v is not None]
         bars = ax.bar(xs[have], [float(vals[k]) for k in have], width * 0.92, label=metric)  # type: ignore[arg-type]
+        stds = [rows[k].get(f"{metric}_std") for k in have]
+        if any(stds):  # spread over seeds (ablate --seeds N)
+            ax.errorbar(xs[have], [float(vals[k]) for k in have], yerr=[float(v or 0.0) for v in stds],  # type: ignore[arg-type]
+                        fmt="none", ecolor="black", elinewidth=0.8, capsize=2)  # fmt: skip
         for k, bar in zip(have, bars, strict=True):
             v = float(vals[k])  # type: ignore[arg-type]
             inside = v > 0.3

@@ -19,6 +19,9 @@ TINY = {"image_size": 64, "epochs": 2, "max_train_images": 8, "batch_size": 4, "
 
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread() -> None:
+    import os
+
+    os.environ.setdefault("HLGFA_THREADS", "1")  # fit() and the CLI apply it (hlgfa_lite/threads.py)
     torch.set_num_threads(1)
 
 

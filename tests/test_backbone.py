@@ -96,9 +96,7 @@ def lite0_source() -> dict[str, torch.Tensor]:
 
 @pytest.fixture
 def fresh_extractor() -> torch.nn.Module:
-    return timm.create_model(
-        "tf_efficientnet_lite0", features_only=True, out_indices=(1, 2, 3), pretrained=False
-    )
+    return timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(1, 2, 3), pretrained=False)
 
 
 def _save(tmp_path: Path, state: dict) -> Path:

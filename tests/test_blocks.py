@@ -22,9 +22,7 @@ from hlgfa_lite.blocks import (
 
 
 def total_variation(x: torch.Tensor) -> float:
-    return float(
-        (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-    )
+    return float((x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean())
 
 
 @pytest.fixture
@@ -159,9 +157,7 @@ def test_gated_residual_formula() -> None:
         correction = F.conv2d(
             F.relu(F.conv2d(torch.cat([x, cond], 1), c1.weight, c1.bias, padding=1)), c2.weight, c2.bias
         )
-        gate = torch.sigmoid(
-            F.conv2d(F.relu(F.conv2d(cond, g1.weight, g1.bias, padding=1)), g2.weight, g2.bias)
-        )
+        gate = torch.sigmoid(F.conv2d(F.relu(F.conv2d(cond, g1.weight, g1.bias, padding=1)), g2.weight, g2.bias))
     torch.testing.assert_close(out, x + gate * correction)
     assert not torch.equal(out, x)
 
@@ -258,9 +254,7 @@ def test_downsample() -> None:
     assert downsample(x, 64) is x
     small = downsample(x, 16)
     assert small.shape == (2, 3, 16, 16)
-    torch.testing.assert_close(
-        downsample(torch.full((1, 3, 64, 64), 0.3), 16), torch.full((1, 3, 16, 16), 0.3)
-    )
+    torch.testing.assert_close(downsample(torch.full((1, 3, 64, 64), 0.3), 16), torch.full((1, 3, 16, 16), 0.3))
     # anti-aliased: a one-pixel checkerboard averages out instead of aliasing
     checker = (torch.arange(64).view(1, -1) + torch.arange(64).view(-1, 1)) % 2
     small = downsample(checker.float().expand(1, 3, 64, 64), 16)
@@ -321,6 +315,4 @@ def test_gaussian_blur() -> None:
     blurred = gaussian_blur(x, 1.5)
     assert blurred.shape == x.shape
     assert blurred.var() < x.var()
-    torch.testing.assert_close(
-        gaussian_blur(torch.full((1, 1, 16, 16), 0.7), 2.0), torch.full((1, 1, 16, 16), 0.7)
-    )
+    torch.testing.assert_close(gaussian_blur(torch.full((1, 1, 16, 16), 0.7), 2.0), torch.full((1, 1, 16, 16), 0.7))

@@ -51,7 +51,10 @@ def test_with_overrides_parses_every_type() -> None:
             "feature_strides=(8, 16)",
             "level_weights=0.5,2",
             "guidance=full",
-            "normalize=position",
+            "measure=residual",
+            "scoring=cell_gaussian",
+            "memory_size=512",
+            "device=cpu",
         ]
     )
     assert cfg.gated_residual is False and cfg.noise_augment is False
@@ -62,7 +65,8 @@ def test_with_overrides_parses_every_type() -> None:
     assert cfg.noise_strength == pytest.approx(0.1)
     assert cfg.feature_strides == (8, 16) and isinstance(cfg.feature_strides, tuple)
     assert cfg.level_weights == (0.5, 2.0) and all(type(w) is float for w in cfg.level_weights)
-    assert cfg.guidance == "full" and cfg.normalize == "position"
+    assert cfg.guidance == "full" and cfg.measure == "residual" and cfg.scoring == "cell_gaussian"
+    assert cfg.memory_size == 512 and cfg.device == "cpu"
     # the original is untouched
     assert base == HLGFAConfig()
 
@@ -95,9 +99,7 @@ def test_with_overrides_dict_and_empty() -> None:
     assert base.with_overrides(None) == base
     assert base.with_overrides([]) == base
     assert base.with_overrides({}) == base
-    cfg = base.with_overrides(
-        {"epochs": 2, "feature_strides": [4, 8], "level_weights": [1, 1], "priors": False}
-    )
+    cfg = base.with_overrides({"epochs": 2, "feature_strides": [4, 8], "level_weights": [1, 1], "priors": False})
     assert cfg.epochs == 2 and cfg.feature_strides == (4, 8) and cfg.priors is False
 
 
@@ -149,7 +151,12 @@ def test_bool_is_not_an_int() -> None:
         ({"image_size": 0}, "image_size"),
         ({"resolution_ratio": 0.5}, "resolution_ratio"),
         ({"guidance": "wide"}, "guidance"),
-        ({"normalize": "batch"}, "normalize"),
+        ({"scoring": "batch"}, "scoring"),
+        ({"measure": "low"}, "measure"),
+        ({"memory_size": 8}, "memory_size"),
+        ({"neighbourhood": 2}, "neighbourhood"),
+        ({"device": "tpu"}, "device"),
+        ({"device": "cuda:x"}, "device"),
         ({"image_score": "mean"}, "image_score"),
         ({"prior_kernel": 4}, "prior_kernel"),
         ({"prior_kernel": 0}, "prior_kernel"),

@@ -89,9 +89,7 @@ def test_defects_visible_localised_and_sized(full: Path) -> None:
             assert mask_img.mode == "L" and set(np.unique(np.asarray(mask_img))) == {0, 255}
             mask = np.asarray(mask_img) > 0
             assert 0.005 <= mask.mean() <= 0.05, (cat, rel, mask.mean())
-            diff = np.abs(
-                np.asarray(Image.open(full / cat / rel), dtype=np.float32) - _source_crop(cat, box, crop)
-            )
+            diff = np.abs(np.asarray(Image.open(full / cat / rel), dtype=np.float32) - _source_crop(cat, box, crop))
             diff = diff.mean(axis=2) / 255
             assert diff[mask].mean() > 0.06, (cat, rel, diff[mask].mean())  # clearly visible
             assert diff[~binary_dilation(mask, np.ones((3, 3)), iterations=3)].max() == 0, (

@@ -81,9 +81,7 @@ def test_rerun_overwrites_cleanly(raw: Path, tmp_path: Path) -> None:
 
 
 def test_bad_source_folders(raw: Path, tmp_path: Path) -> None:
-    with pytest.raises(
-        DataError, match=r"missing: folder not found; download the dataset from github\.com/abin24"
-    ):
+    with pytest.raises(DataError, match=r"missing: folder not found; download the dataset from github\.com/abin24"):
         prepare_magnetic_tile(tmp_path / "missing", tmp_path / "out")
     with pytest.raises(DataError, match=r"no MT_Free folder \(found one in .*raw; pass that folder\)"):
         prepare_magnetic_tile(tmp_path, tmp_path / "out")

@@ -86,9 +86,7 @@ def _brute_aupro(masks: np.ndarray, maps: np.ndarray, limit: float) -> float:
     points = [(0.0, 0.0)]
     for t in np.unique(maps)[::-1]:
         pred = maps >= t
-        points.append(
-            ((pred & good).sum() / good.sum(), np.mean([pred[regions == r].mean() for r in range(1, n + 1)]))
-        )
+        points.append(((pred & good).sum() / good.sum(), np.mean([pred[regions == r].mean() for r in range(1, n + 1)])))
     area = 0.0
     for (x0, y0), (x1, y1) in itertools.pairwise(points):
         if x0 >= limit:
@@ -197,9 +195,7 @@ def test_aupro_matches_brute_force_reference(limit: float) -> None:
     for _ in range(5):
         masks = rng.random((3, 9, 11)) < 0.15
         maps = np.round(rng.random((3, 9, 11)) + masks * rng.random(), 1)  # many ties
-        assert aupro(masks, maps, fpr_limit=limit) == pytest.approx(
-            _brute_aupro(masks, maps, limit), abs=1e-12
-        )
+        assert aupro(masks, maps, fpr_limit=limit) == pytest.approx(_brute_aupro(masks, maps, limit), abs=1e-12)
 
 
 def test_aupro_random_map_is_about_half_the_limit_and_grid_approximates_exact() -> None:
@@ -236,9 +232,7 @@ def test_nan_and_inf_raise_clear_errors() -> None:
     maps = np.zeros((3, 4, 4))
     maps[2, 0, 0] = np.nan
     for fn in (pixel_auroc, aupro):
-        with pytest.raises(
-            HLGFAError, match=r"anomaly maps contain NaN: 1 of 48 values \(first at image 2\)"
-        ):
+        with pytest.raises(HLGFAError, match=r"anomaly maps contain NaN: 1 of 48 values \(first at image 2\)"):
             fn(masks, maps)
     with pytest.raises(HLGFAError, match="anomaly scores contain inf"):
         image_auroc([0, 1], [0.1, np.inf])

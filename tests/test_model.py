@@ -35,9 +35,7 @@ def test_forward_shapes(backbone, size: int) -> None:
     for stride, c, h, lo, r in zip((4, 8, 16), (24, 40, 112), out.high, out.low, out.refined, strict=True):
         assert h.shape == (2, c, size // stride, size // stride)
         assert lo.shape == h.shape and r.shape == h.shape
-    assert all(
-        torch.equal(res, h - r) for res, h, r in zip(out.residuals, out.high, out.refined, strict=True)
-    )
+    assert all(torch.equal(res, h - r) for res, h, r in zip(out.residuals, out.high, out.refined, strict=True))
 
 
 def test_alignment_loss_decreases(backbone) -> None:
@@ -100,9 +98,9 @@ def test_no_refinement_blocks_means_no_trainable_parameters(backbone) -> None:
 
 
 def test_single_resolution_all_off_has_no_misalignment(backbone) -> None:
-    # residual-only scoring (normalize=position): with no resolution gap nothing misaligns.
-    # (The default joint scoring then degrades to a Gaussian model of the high-res features.)
-    off = {**dict.fromkeys(SWITCHES, False), "normalize": "position"}
+    # residual-only scoring (measure=residual): with no resolution gap nothing misaligns.
+    # (The default joint measure then degrades to a memory bank of the high-res features.)
+    off = {**dict.fromkeys(SWITCHES, False), "measure": "residual"}
     model = _model(backbone, **off)
     images = _images(2, 64)
     for level in model.inspect(images):
@@ -161,9 +159,13 @@ def test_predict_is_per_image_and_deterministic(backbone) -> None:
         torch.testing.assert_close(s[0], scores[i], rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("normalize", ["joint", "position", "channel", "none"])
-def test_calibrated_map_is_about_one_on_training_images(backbone, normalize: str) -> None:
-    model = _model(backbone, normalize=normalize, smoothing_sigma=0.0)
+@pytest.mark.parametrize(
+    "scoring,measure",
+    [("cell_gaussian", "joint"), ("cell_gaussian", "residual"), ("gaussian", "joint"), ("channel", "residual"),
+     ("none", "residual")],
+)  # fmt: skip
+def test_calibrated_map_is_about_one_on_training_images(backbone, scoring: str, measure: str) -> None:
+    model = _model(backbone, scoring=scoring, measure=measure, smoothing_sigma=0.0)
     train = _images(8, 64, seed=3)
     model.fit_feature_stats([train])
     model.calibrate([train[:4], train[4:]])
@@ -172,6 +174,22 @@ def test_calibrated_map_is_about_one_on_training_images(backbone, normalize: str
     # an image unlike the training ones misaligns more
     _, other = model.predict(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(9)))
     assert other.mean() > maps.mean()
+
+
+@pytest.mark.parametrize("measure", ["joint", "residual", "high"])
+def test_memory_bank_scale_is_about_one_on_unseen_normal_images(backbone, measure: str) -> None:
+    """The memory holds training cells (their distance is ~0); the scale is set so that *unseen*
+    normal images score ~1, and images unlike the training ones score higher."""
+    model = _model(backbone, scoring="memory", measure=measure, smoothing_sigma=0.0, memory_size=256)
+    train = _images(12, 64, seed=3)
+    model.fit_feature_stats([train])
+    model.calibrate([train[:4], train[4:8], train[8:]])
+    _, seen = model.predict(train[:2])
+    _, unseen = model.predict(_images(4, 64, seed=11))
+    assert 0.4 < unseen.mean().item() < 2.5
+    assert seen.mean() < unseen.mean()
+    _, other = model.predict(torch.ones(2, 3, 64, 64) * torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
+    assert other.mean() > 1.5 * unseen.mean()  # (a flat image aligns well: residual sees it least)
 
 
 def test_image_scores_modes() -> None:
@@ -200,9 +218,20 @@ def test_full_guidance_copies_identity_shortcut(demo_root, backbone, tiny_cfg) -
     split = load_train_split(cfg, demo_root, "brick", progress=False)
     final = {}
     for guidance in ("bottleneck", "full"):
-        result = fit(
-            cfg.with_overrides({"guidance": guidance}), train_split=split, backbone=backbone, progress=False
-        )
+        result = fit(cfg.with_overrides({"guidance": guidance}), train_split=split, backbone=backbone, progress=False)
         assert len(result.history["loss"]) == 3
         final[guidance] = result.history["loss"][-1]
     assert final["full"] < final["bottleneck"]
+
+
+def test_bf16_search_finds_the_nearest_distance_to_within_a_percent() -> None:
+    from hlgfa_lite.scoring.memory_bank import nearest_sq_distance
+
+    gen = torch.Generator().manual_seed(0)
+    memory = torch.randn(512, 224, generator=gen)
+    queries = torch.randn(64, 224, generator=gen)
+    exact = torch.cdist(queries, memory).pow(2).min(dim=1).values
+    sq = memory.pow(2).sum(dim=1)
+    torch.testing.assert_close(nearest_sq_distance(queries, memory, sq), exact, rtol=1e-4, atol=1e-3)
+    fast = nearest_sq_distance(queries, memory, sq, memory.to(torch.bfloat16))
+    assert ((fast - exact) / exact).abs().max() < 0.01 and (fast >= exact - 1e-3).all()

@@ -93,9 +93,7 @@ def test_load_run_reproduces_predictions(trained, test_split) -> None:
 
 
 @pytest.mark.slow
-def test_same_seed_same_results(
-    trained, evaluated, demo_root: Path, tiny_cfg: HLGFAConfig, test_split
-) -> None:
+def test_same_seed_same_results(trained, evaluated, demo_root: Path, tiny_cfg: HLGFAConfig, test_split) -> None:
     again = fit(tiny_cfg, demo_root, "brick", None, progress=False)
     assert again.run_dir is None
     assert again.history == trained.history
@@ -267,9 +265,7 @@ def test_load_model_state_mismatch(tiny_cfg: HLGFAConfig, backbone) -> None:
 
 
 @pytest.mark.slow
-def test_random_backbone_is_stored_and_restored(
-    tmp_path: Path, demo_root: Path, tiny_cfg: HLGFAConfig
-) -> None:
+def test_random_backbone_is_stored_and_restored(tmp_path: Path, demo_root: Path, tiny_cfg: HLGFAConfig) -> None:
     cfg = tiny_cfg.with_overrides({"weights": "random", "epochs": 1})
     with pytest.warns(UserWarning, match="RANDOM"):
         result = fit(cfg, demo_root, "brick", tmp_path / "run", progress=False)
@@ -320,9 +316,10 @@ def test_evaluate_run_writes_metrics_and_figures(tmp_path: Path, trained, demo_r
 def test_ablation_configs(tiny_cfg: HLGFAConfig) -> None:
     variants = ablation.ablation_configs(tiny_cfg)
     expected = ["full", *(f"{b}=off" for b in BLOCKS), "all_off", ablation.SHORTCUT]
-    if tiny_cfg.normalize == "joint":
-        expected.append(ablation.RESIDUAL_ONLY)
-        assert variants[ablation.RESIDUAL_ONLY].normalize == "position"
+    if tiny_cfg.measure == "joint":
+        expected += [ablation.RESIDUAL_ONLY, ablation.NO_ALIGNMENT]
+        assert variants[ablation.RESIDUAL_ONLY].measure == "residual"
+        assert variants[ablation.NO_ALIGNMENT].measure == "high"
     assert list(variants) == expected
     assert variants["full"] == tiny_cfg
     for block in BLOCKS:
@@ -351,9 +348,7 @@ def test_run_variant_caches(
     cfg = tiny_cfg.with_overrides({"epochs": 1})
     split = load_train_split(cfg, demo_root, "brick", progress=False)
     cache = tmp_path / "cache"
-    row = ablation.run_variant(
-        cfg, split, test_split, backbone=backbone, cache_dir=cache, data_id="demo", name="x"
-    )
+    row = ablation.run_variant(cfg, split, test_split, backbone=backbone, cache_dir=cache, data_id="demo", name="x")
     assert row["variant"] == "x"
     for key in (*METRIC_KEYS, "seconds_fit", "ms_per_image", "final_loss", "config"):
         assert key in row, key
@@ -364,17 +359,13 @@ def test_run_variant_caches(
         raise AssertionError("fit called for a cached configuration")
 
     monkeypatch.setattr(ablation, "fit", no_fit)
-    again = ablation.run_variant(
-        cfg, split, test_split, backbone=backbone, cache_dir=cache, data_id="demo", name="x"
-    )
+    again = ablation.run_variant(cfg, split, test_split, backbone=backbone, cache_dir=cache, data_id="demo", name="x")
     assert again == json.loads(json.dumps(row))
     # another dataset or another config is not a cache hit
     with pytest.raises(AssertionError, match="fit called"):
         ablation.run_variant(cfg, split, test_split, cache_dir=cache, data_id="other")
     with pytest.raises(AssertionError, match="fit called"):
-        ablation.run_variant(
-            cfg.with_overrides({"seed": 7}), split, test_split, cache_dir=cache, data_id="demo"
-        )
+        ablation.run_variant(cfg.with_overrides({"seed": 7}), split, test_split, cache_dir=cache, data_id="demo")
 
 
 def test_write_table(tmp_path: Path, tiny_cfg: HLGFAConfig) -> None:
@@ -402,3 +393,25 @@ def test_write_table(tmp_path: Path, tiny_cfg: HLGFAConfig) -> None:
     for row, line in zip(rows, md_lines[2:], strict=True):
         assert line.startswith(f"| {row['variant']} |")
     assert _is_png(png_path)
+
+
+@pytest.mark.slow
+def test_ablate_with_seeds_reports_spread_and_paired_intervals(
+    tmp_path: Path, demo_root: Path, backbone, tiny_cfg: HLGFAConfig, test_split
+) -> None:
+    cfg = tiny_cfg.with_overrides({"epochs": 1})
+    split = load_train_split(cfg, demo_root, "brick", progress=False)
+    variants = {"full": cfg, "gated_residual=off": cfg.with_overrides({"gated_residual": False}), "same": cfg}
+    rows = ablation.ablate(cfg, split, test_split, tmp_path, seeds=2, backbone=backbone, data_id="demo",
+                           variants=variants, progress=False)  # fmt: skip
+    assert [r["variant"] for r in rows] == list(variants)
+    full, off, same = rows
+    assert full["seeds"] == 2 and full["image_auroc_std"] is not None
+    assert "image_auroc_diff" not in full
+    point, lo, hi = off["image_auroc_diff"]
+    assert lo <= point <= hi
+    assert same["image_auroc_diff"] == (0.0, 0.0, 0.0)  # the same runs: exactly no difference
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 4  # full/same share their two runs
+    _, md_path, _ = ablation.write_table(rows, tmp_path / "out")
+    assert "±" in md_path.read_text() and "95% CI" in md_path.read_text()
+    assert any("not distinguishable" in v or "than full" in v for v in ablation.verdicts(rows))

@@ -9,7 +9,6 @@ binarised to 0/255 in ``ground_truth/<type>/<stem>_mask.png``. Image bytes are c
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from PIL import Image
 
 from ..errors import DataError
 from .io import read_mask
+from .prepared import copy_image, staged_category
 
 DEFECT_FOLDERS: tuple[str, ...] = ("MT_Blowhole", "MT_Break", "MT_Crack", "MT_Fray", "MT_Uneven")
 MARKER = "prepared_from_mtd.json"
@@ -57,15 +57,6 @@ def _write_mask(image: Path, out: Path) -> None:
     Image.fromarray(binary.astype(np.uint8) * 255).save(out, format="PNG", compress_level=6)
 
 
-def _target_dir(dst: Path, category: str) -> Path:
-    target = dst / category
-    if target.exists() and not (target / MARKER).is_file():
-        raise DataError(
-            f"{target}: exists but was not written by prepare_magnetic_tile; remove it or choose another dst"
-        )
-    return target
-
-
 def prepare_magnetic_tile(src: str | Path, dst: str | Path, category: str = "magnetic_tile") -> dict[str, int]:
     """Write ``dst/<category>`` in MVTec layout from raw MTD at ``src``; returns image counts per split/type.
 
@@ -79,37 +70,17 @@ def prepare_magnetic_tile(src: str | Path, dst: str | Path, category: str = "mag
         raise DataError(f"{src}: no MT_Free folder{_find_free_hint(src)}; {_DOWNLOAD_FIX}")
     free = _jpgs(_image_dir(src, "MT_Free"))
     defects = {folder[3:].lower(): _jpgs(_image_dir(src, folder)) for folder in DEFECT_FOLDERS}
-    target = _target_dir(dst, category)
-    staging = dst / f".{category}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)
     counts: dict[str, int] = {"train/good": 0, "test/good": 0}
-    try:
+    with staged_category(dst, category, MARKER, "prepare_magnetic_tile") as staging:
         for i, image in enumerate(free):
             key = "test/good" if i % 5 == 4 else "train/good"
-            _copy(image, staging / key)
+            copy_image(image, staging / key)
             counts[key] += 1
         for kind, images in defects.items():
             (staging / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
             for image in images:
-                _copy(image, staging / "test" / kind)
+                copy_image(image, staging / "test" / kind)
                 _write_mask(image, staging / "ground_truth" / kind / f"{image.stem}_mask.png")
             counts[f"test/{kind}"] = len(images)
         (staging / MARKER).write_text(json.dumps({"source": str(src), "counts": counts}, indent=1) + "\n")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
     return counts
-
-
-def _copy(image: Path, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        shutil.copyfile(image, folder / image.name)
-    except OSError as exc:
-        raise DataError(
-            f"{image}: cannot copy to {folder} ({exc.strerror}); check permissions and disk space"
-        ) from None

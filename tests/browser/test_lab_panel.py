@@ -18,9 +18,7 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,27 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _browser_support import AUROC_RE, BLOCKS, CHROMIUM_ARGS, OUT_DIR, REPO, find_chromium, free_port, venv_python
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT_NOTEBOOK = REPO / "notebooks" / "06_ablation.ipynb"
-OUT_DIR = REPO / "test-output" / "browser"
 SCREENSHOT = OUT_DIR / "ablation_panel.png"
 FAILURE_SCREENSHOT = OUT_DIR / "ablation_panel_failure.png"
-
-BLOCKS = ("dual_resolution", "priors", "modulation", "gated_residual", "noise_augment")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--no-proxy-server",
-]
 
 SERVER_START_S = 90  # /api/status answers
 PAGE_LOAD_S = 120  # Lab's bundle loaded and the notebook shown
@@ -58,10 +42,7 @@ RUN_ALL_S = 600  # every cell executed
 PANEL_S = 60  # the panel's widget views rendered
 ABLATION_RUN_S = 240  # Run clicked -> result shown
 # Run menu > "Run All Cells" (Lab 4 names it runmenu:run-all; the notebook command as a fallback)
-RUN_ALL_ITEM = (
-    '.lm-Menu-item[data-command="runmenu:run-all"], .lm-Menu-item[data-command="notebook:run-all-cells"]'
-)
-AUROC_RE = re.compile(r"image AUROC\D*([01]\.\d+)")
+RUN_ALL_ITEM = '.lm-Menu-item[data-command="runmenu:run-all"], .lm-Menu-item[data-command="notebook:run-all-cells"]'
 
 # Status bar kernel item reads "Python 3 (ipykernel) | Idle"; "No Kernel | Initializing" before.
 KERNEL_STATUS_JS = """() => {
@@ -112,28 +93,6 @@ class LabServer:
         return json.loads(body) if body else None
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def _missing(what: str) -> None:
-    """Skip locally, fail in CI."""
-    if _in_ci():
-        pytest.fail(f"{what} (CI is set, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(what)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _venv_python() -> str:
-    venv = REPO / ".venv" / "bin" / "python"
-    return str(venv) if venv.exists() else sys.executable
-
-
 def _scrub(nb_path: Path) -> None:
     """Drop stored outputs, execution counts and widget state so the prompts reflect this run only."""
     nb = json.loads(nb_path.read_text())
@@ -150,17 +109,6 @@ def _notebook_src() -> Path:
     if not src.is_file():
         pytest.fail(f"notebook for the browser test not found: {src}", pytrace=False)
     return src
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not os.access(path, os.X_OK):
-        _missing("Debian's chromium is not installed (make browser-deps, or apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("playwright (python) is not installed in this environment")
-    return path
 
 
 @contextlib.contextmanager
@@ -188,7 +136,7 @@ def _lab(notebook_src: Path, tmp: Path) -> Iterator[LabServer]:
         (settings / rel).parent.mkdir(parents=True, exist_ok=True)
         (settings / rel).write_text(json.dumps(value))
 
-    py = _venv_python()
+    py = venv_python()
     env = {
         **os.environ,
         "HLGFA_PROFILE": "ci",
@@ -203,7 +151,7 @@ def _lab(notebook_src: Path, tmp: Path) -> Iterator[LabServer]:
         # 2 cores shared with Chromium and the server: one torch/BLAS thread in the kernel
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     }
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     cmd = [
         py, "-m", "jupyterlab",
         "--no-browser",
@@ -329,7 +277,7 @@ def _result_ok(text: str) -> bool:
 
 def test_ablation_panel_runs_in_lab(tmp_path: Path) -> None:
     notebook_src = _notebook_src()  # missing: failure, also locally
-    chromium = _chromium()  # missing: skip locally, failure in CI
+    chromium = find_chromium()  # missing: skip locally, failure in CI
     with _lab(notebook_src, tmp_path) as lab:
         _drive(lab, notebook_src, chromium)
 
@@ -345,9 +293,7 @@ def _drive(lab: LabServer, notebook_src: Path, chromium: str) -> None:
     t0 = time.monotonic()
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_ARGS, timeout=60_000
-        )
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS, timeout=60_000)
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             page.set_default_timeout(30_000)

@@ -1,0 +1,232 @@
+"""Instructor tooling for the nbgrader course: student release and autograding.
+
+Not part of the installed package (students never get it, nor the solutions in ``source/``).
+
+    python course/course.py release                      # = make release
+    python course/course.py autograde DIR [--grades CSV] # = make autograde SUBMISSIONS=DIR
+    python course/course.py check                        # committed notebooks == student release?
+
+``release`` runs ``nbgrader generate_assignment`` for every assignment in ``course/source/``: the
+student versions (solutions replaced by ``raise NotImplementedError`` stubs, hidden tests removed,
+outputs cleared) go to ``course/release/<assignment>/`` (outside git), and the same files are
+copied over ``notebooks/`` (the course notebooks in git *are* the student release; the test suite
+checks that they stay in sync with ``course/source/``).
+
+``autograde`` takes handed-in notebooks in ``DIR/<student>/<notebook>.ipynb`` or nbgrader's own
+``DIR/<student>/<assignment>/<notebook>.ipynb`` (the notebook's file name says which assignment it
+is), copies them to ``course/submitted/``, runs ``nbgrader autograde`` per student and assignment
+(hidden tests restored, every cell executed) and writes the grade table: one row per student, one
+column per graded exercise (``assignment/exercise``), then ``total`` and ``max``. A notebook that was
+not handed in leaves its exercises blank (0 in the total).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+COURSE = Path(__file__).resolve().parent
+REPO = COURSE.parent
+NOTEBOOKS = REPO / "notebooks"
+
+
+class CourseError(Exception):
+    """A problem with the course folder or the submissions (printed as one line, exit 2)."""
+
+
+def assignments(course: Path = COURSE) -> dict[str, list[Path]]:
+    """Assignment name -> its source notebooks (instructor versions)."""
+    source = course / "source"
+    folders = sorted(d for d in source.iterdir() if d.is_dir()) if source.is_dir() else []
+    found = {d.name: sorted(d.glob("*.ipynb")) for d in folders}
+    found = {name: nbs for name, nbs in found.items() if nbs}
+    if not found:
+        raise CourseError(f"{source}: no assignments (expected source/<assignment>/<notebook>.ipynb)")
+    return found
+
+
+def kernel_env(profile: str = "ci", workdir: Path | None = None) -> dict[str, str]:
+    """Environment of nbgrader and of the kernels it starts: the venv first on PATH, the course profile."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)  # nbgrader calls `alembic` from the same venv
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("PYTHONHASHSEED", "0")
+    env["HLGFA_PROFILE"] = profile
+    env["HLGFA_WORKDIR"] = str(workdir or COURSE / ".work")  # demo data and runs, shared by every notebook
+    return env
+
+
+def nbgrader(args: list[str], course: Path, env: dict[str, str] | None = None) -> str:
+    """Run one nbgrader command in ``course``; its log on failure."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args], cwd=course, env=env or kernel_env(),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    log = proc.stdout + proc.stderr
+    failed = proc.returncode != 0 or "[ERROR]" in log or "| ERROR]" in log
+    if failed:
+        raise CourseError(f"nbgrader {' '.join(args)} failed (exit {proc.returncode}):\n{log[-6000:]}")
+    return log
+
+
+def release(course: Path = COURSE, sync: Path | None = NOTEBOOKS) -> list[Path]:
+    """Generate the student versions into ``course/release``; copy them into ``sync`` (None: don't)."""
+    written = []
+    for name, sources in assignments(course).items():
+        nbgrader(["generate_assignment", name, "--force"], course)
+        for src in sources:
+            student = course / "release" / name / src.name
+            if not student.is_file():
+                raise CourseError(f"{student}: not written by nbgrader generate_assignment")
+            written.append(student)
+            if sync is not None:
+                shutil.copyfile(student, sync / src.name)
+    return written
+
+
+def _find_submissions(submissions: Path, course: Path) -> dict[str, dict[str, Path]]:
+    """student -> {assignment: folder of that student's notebooks for it}."""
+    if not submissions.is_dir():
+        raise CourseError(f"{submissions}: folder not found (expected <student>/<notebook>.ipynb inside)")
+    owner = {nb.name: name for name, nbs in assignments(course).items() for nb in nbs}
+    found: dict[str, dict[str, Path]] = {}
+    for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for nb in sorted(student_dir.rglob("*.ipynb")):
+            if ".ipynb_checkpoints" in nb.parts:
+                continue
+            if nb.name not in owner:
+                print(f"skipped {nb}: not a notebook of this course ({', '.join(sorted(owner))})", file=sys.stderr)
+                continue
+            found.setdefault(student_dir.name, {})[owner[nb.name]] = nb.parent
+    if not found:
+        raise CourseError(f"{submissions}: no handed-in course notebooks (expected <student>/<notebook>.ipynb)")
+    return found
+
+
+def autograde(
+    submissions: Path, grades: Path, course: Path = COURSE, profile: str = "ci", workdir: Path | None = None
+) -> list[dict[str, object]]:
+    """Grade every handed-in notebook under ``submissions``; write and return the grade table."""
+    env = kernel_env(profile, workdir)
+    found = _find_submissions(submissions, course)
+    sources = assignments(course)
+    failures: list[str] = []
+    for name in sources:  # the gradebook knows each assignment's grade cells and hidden tests
+        nbgrader(["generate_assignment", name, "--force"], course, env)
+    for student, handed_in in found.items():
+        for name, folder in handed_in.items():
+            target = course / "submitted" / student / name
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            for src in sources[name]:
+                if (folder / src.name).is_file():
+                    shutil.copyfile(folder / src.name, target / src.name)
+            print(f"autograding {student} / {name} ...", flush=True)
+            try:
+                nbgrader(["autograde", name, f"--student={student}", "--force"], course, env)
+            except CourseError as exc:  # e.g. a hand-in whose graded cells were deleted: grade the others
+                failures.append(f"{student} / {name}: {exc}")
+                print(f"FAILED {student} / {name} (left blank in the table)", file=sys.stderr, flush=True)
+    rows = grade_table(course, sorted(found))
+    write_grades(rows, grades)
+    if failures:
+        listing = "\n".join(failures)
+        raise CourseError(f"wrote {grades}, but {len(failures)} hand-in(s) could not be graded:\n{listing}")
+    return rows
+
+
+def grade_table(course: Path, students: list[str]) -> list[dict[str, object]]:
+    """One row per student: score per graded exercise (None: not handed in), total and max."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    rows = []
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        cells = []  # (assignment, notebook, grade cell, max score) in course order
+        for name, sources in assignments(course).items():
+            for src in sources:
+                notebook = gb.find_notebook(src.stem, name)
+                cells += [(name, src.stem, gc.name, gc.max_score) for gc in notebook.grade_cells]
+        for student in students:
+            row: dict[str, object] = {"student": student}
+            total = 0.0
+            for name, nb, cell, _max in cells:
+                try:
+                    score = gb.find_grade(cell, nb, name, student).score
+                except MissingEntry:
+                    score = None
+                row[f"{name}/{cell}"] = score
+                total += score or 0.0
+            row["total"] = total
+            row["max"] = float(sum(c[3] for c in cells))
+            rows.append(row)
+    return rows
+
+
+def write_grades(rows: list[dict[str, object]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else (f"{v:g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def check(course: Path = COURSE, notebooks: Path = NOTEBOOKS, scratch: Path | None = None) -> list[str]:
+    """Names of the committed notebooks that differ from a fresh student release of ``course/source``."""
+    import tempfile
+
+    import nbformat
+
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        copy = Path(tmp) / "course"
+        copy.mkdir()
+        shutil.copytree(course / "source", copy / "source")
+        shutil.copyfile(course / "nbgrader_config.py", copy / "nbgrader_config.py")
+        stale = []
+        for student in release(copy, sync=None):
+            committed = notebooks / student.name
+            same = committed.is_file() and nbformat.read(committed, 4) == nbformat.read(student, 4)
+            if not same:
+                stale.append(student.name)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python course/course.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("release", help="student versions -> course/release/ and notebooks/")
+    p = sub.add_parser("autograde", help="grade handed-in notebooks, write the grade table")
+    p.add_argument("submissions", type=Path, help="folder of <student>/<notebook>.ipynb")
+    p.add_argument("--grades", type=Path, default=COURSE / "grades.csv", help="grade table (CSV)")
+    p.add_argument("--profile", choices=("ci", "classroom"), default="ci", help="notebook profile while grading")
+    sub.add_parser("check", help="exit 1 when notebooks/ differs from the student release of course/source/")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "release":
+            for path in release():
+                print(f"wrote {path.relative_to(REPO)} and notebooks/{path.name}")
+        elif args.command == "autograde":
+            rows = autograde(args.submissions, args.grades, profile=args.profile)
+            for row in rows:
+                print(f"{row['student']}: {row['total']:g} / {row['max']:g}")
+            print(f"wrote {args.grades}")
+        else:
+            stale = check()
+            for name in stale:
+                print(f"notebooks/{name} differs from the student release of course/source/; run make release")
+            return 1 if stale else 0
+    except CourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

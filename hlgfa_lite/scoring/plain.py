@@ -1,0 +1,67 @@
+"""The two simplest normal models: plain squared length, and per-channel variance.
+
+Both treat every cell alike (no position, no neighbours): baselines that show
+how much the richer models buy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from .base import NormalModel, flat_cells
+
+
+class NoNormalModel(NormalModel):
+    """``none``: mean squared vector length, divided by its mean on training images."""
+
+    def __init__(self, levels: int):
+        super().__init__()
+        for i in range(levels):
+            self.register_buffer(f"scale{i}", torch.ones(()))
+
+    def fit(self, batches: Iterable[list[torch.Tensor]]) -> None:
+        sums: list[float] | None = None
+        count = 0
+        for batch in batches:
+            vals = [0.0 if v is None else v.pow(2).mean().item() * v.shape[0] for v in batch]
+            sums = vals if sums is None else [a + b for a, b in zip(sums, vals)]
+            count += next(v.shape[0] for v in batch if v is not None)
+        for i, s in enumerate(sums or []):
+            getattr(self, f"scale{i}").fill_(max(s / max(count, 1), 1e-12))
+
+    def energy(self, level: int, vectors: torch.Tensor) -> torch.Tensor:
+        return vectors.pow(2).mean(dim=1, keepdim=True) / getattr(self, f"scale{level}")
+
+
+class ChannelNormalModel(NormalModel):
+    """``channel``: squared deviation from the channel mean over the channel variance (shared by all cells)."""
+
+    def __init__(self, dims: list[int]):
+        super().__init__()
+        for i, c in enumerate(dims):
+            self.register_buffer(f"mean{i}", torch.zeros(1, c, 1, 1))
+            self.register_buffer(f"precision{i}", torch.ones(1, c, 1, 1))
+
+    def fit(self, batches: Iterable[list[torch.Tensor]]) -> None:
+        sums: list[list | None] | None = None  # per level: [count, sum, sum of squares]
+        for batch in batches:
+            flat = [None if v is None else flat_cells(v).double() for v in batch]
+            if sums is None:
+                sums = [None if f is None else [0, 0.0, 0.0] for f in flat]
+            for s, f in zip(sums, flat):
+                if f is not None:
+                    s[0], s[1], s[2] = s[0] + f.shape[0], s[1] + f.sum(0), s[2] + f.pow(2).sum(0)
+        for i, level in enumerate(sums or []):
+            if level is None:
+                continue
+            n, a, b = level
+            mean = a / n
+            var = (b / n - mean.pow(2)).clamp_min(1e-6)
+            getattr(self, f"mean{i}").copy_(mean.float().view(1, -1, 1, 1))
+            getattr(self, f"precision{i}").copy_((1.0 / var).float().view(1, -1, 1, 1))
+
+    def energy(self, level: int, vectors: torch.Tensor) -> torch.Tensor:
+        mean, precision = getattr(self, f"mean{level}"), getattr(self, f"precision{level}")
+        return ((vectors - mean).pow(2) * precision).mean(dim=1, keepdim=True)

@@ -1,0 +1,60 @@
+"""device=auto/cpu/cuda/mps: resolution, clear errors without the hardware, checkpoints stored on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hlgfa_lite.device import resolve_device
+from hlgfa_lite.errors import ConfigError
+
+
+def test_auto_is_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+
+
+def test_cpu_always_resolves() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "mps"])
+def test_missing_accelerator_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=f"device={name!r}.*device=auto or device=cpu"):
+        resolve_device(name)
+
+
+def test_checkpoint_tensors_are_stored_on_the_cpu(tmp_path, untrained_run) -> None:
+    payload = torch.load(untrained_run / "checkpoint.pt", map_location="meta", weights_only=True)
+    assert payload["scoring_in_use"] == "memory"
+    assert all(v.device.type == "meta" for v in payload["state_dict"].values())  # loadable anywhere
+    real = torch.load(untrained_run / "checkpoint.pt", weights_only=True)
+    assert all(v.device.type == "cpu" for v in real["state_dict"].values())
+
+
+def test_threads_env_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hlgfa_lite import threads
+
+    before = torch.get_num_threads()
+    try:
+        assert threads.apply_threads(2) == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("HLGFA_THREADS", "1")
+        assert threads.apply_threads(0) == 1
+        monkeypatch.delenv("HLGFA_THREADS")
+        threads.auto_threads.cache_clear()
+        monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.6, 0.0, 0.0))
+        monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+        assert threads.apply_threads(0) == 1  # another process is busy on one of two cores
+        threads.auto_threads.cache_clear()
+        monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.1, 0.0, 0.0))
+        assert threads.auto_threads() == 2
+    finally:
+        threads.auto_threads.cache_clear()
+        torch.set_num_threads(before)

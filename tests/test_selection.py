@@ -1,0 +1,76 @@
+"""scoring=auto: held-out split, synthetic defects, choice recorded and rebuilt from the checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hlgfa_lite.checkpoint import load_run
+from hlgfa_lite.config import HLGFAConfig
+from hlgfa_lite.data.cache import TensorSplit
+from hlgfa_lite.data.mvtec import Sample
+from hlgfa_lite.selection import CANDIDATES, held_out_indices, select_scoring, with_synthetic_defects
+from hlgfa_lite.train import fit
+
+
+@pytest.mark.parametrize("n,count", [(10, 2), (40, 8), (762, 32)])
+def test_held_out_indices(n: int, count: int) -> None:
+    idx = held_out_indices(n)
+    assert len(idx) == count and idx == sorted(set(idx)) and idx[0] > 0 and idx[-1] < n - 1
+    assert idx == held_out_indices(n)
+
+
+def test_synthetic_defects_change_only_their_mask() -> None:
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    bad, masks = with_synthetic_defects(images, seed=0)
+    assert bad.shape == images.shape and masks.shape == (4, 64, 64) and masks.dtype == torch.bool
+    for i in range(4):
+        assert 0.005 <= masks[i].float().mean() <= 0.05
+        changed = (bad[i] - images[i]).abs().amax(dim=0) > 1e-4
+        assert changed[masks[i]].float().mean() > 0.5  # the defect is painted where its mask says
+    again, _ = with_synthetic_defects(images, seed=0)
+    assert torch.equal(bad, again)
+
+
+def _split(aligned: bool, n: int = 16, size: int = 64) -> TensorSplit:
+    """A bright square on dark ground: at the same place in every image (aligned) or anywhere."""
+    rng = np.random.default_rng(0)
+    images = np.full((n, 3, size, size), 40, dtype=np.uint8)
+    for i in range(n):
+        y, x = (16, 16) if aligned else rng.integers(0, size - 24, 2)
+        images[i, :, y : y + 24, x : x + 24] = 200
+        images[i] = np.clip(images[i] + rng.normal(0, 6, (1, size, size)), 0, 255).astype(np.uint8)
+    samples = [Sample(Path(f"{i}.png"), 0, "good", None) for i in range(n)]
+    return TensorSplit(samples, torch.from_numpy(images), torch.zeros(n, 1, size, size, dtype=torch.bool))
+
+
+@pytest.mark.slow
+def test_auto_scoring_is_chosen_recorded_and_reloaded(tmp_path: Path, backbone, tiny_cfg: HLGFAConfig) -> None:
+    cfg = tiny_cfg.with_overrides({"epochs": 1, "max_train_images": 0, "scoring": "auto", "memory_size": 256})
+    split = _split(aligned=False)
+    result = fit(cfg, train_split=split, backbone=backbone, out_dir=tmp_path / "run", progress=False)
+    chosen = result.selected["scoring_selected"]
+    assert chosen in CANDIDATES and set(result.selected["selection_scores"]) == set(CANDIDATES)
+    assert result.model.cfg.scoring == chosen and result.selected["held_out"] == 3
+    reloaded = load_run(tmp_path / "run")
+    assert reloaded.cfg.scoring == chosen
+    images = split.batch([0, 1])
+    torch.testing.assert_close(reloaded.predict(images)[1], result.model.predict(images)[1])
+
+
+@pytest.mark.slow
+def test_selection_scores_every_candidate(backbone, tiny_cfg: HLGFAConfig) -> None:
+    from hlgfa_lite.model import HLGFA
+
+    cfg = tiny_cfg.with_overrides({"memory_size": 256})
+    split = _split(aligned=True)
+    model = HLGFA(cfg, backbone)
+    model.fit_feature_stats([split.batch(slice(0, 16))])
+    choice = select_scoring(model, cfg, split)
+    assert choice.scoring in CANDIDATES and choice.held_out == 3
+    assert all(0.0 <= v <= 1.0 for v in choice.scores.values())
+    few = TensorSplit(split.samples[:5], split.images[:5], split.masks[:5])
+    assert select_scoring(model, cfg, few).scoring == "memory"  # too few images to hold any out

@@ -119,11 +119,12 @@ class HLGFA(nn.Module):
         self.map_generator = build_map_generator(cfg, channels)
         self.to(self.backbone.mean.device)  # a shared backbone may already sit on a GPU: follow it
 
-    def set_scoring(self, cfg: HLGFAConfig) -> None:
+    def set_scoring(self, cfg: HLGFAConfig, generator: AnomalyMapGenerator | None = None) -> None:
         """Swap in the scoring of ``cfg`` (normal model, measure, map keys), keeping the trained
-        refiners; call :meth:`calibrate` afterwards. Lets scoring variants share one training."""
+        refiners; call :meth:`calibrate` afterwards unless an already fitted ``generator`` (built
+        for ``cfg``) is given. Lets scoring variants share one training."""
         self.cfg = cfg
-        self.map_generator = build_map_generator(cfg, self.backbone.channels).to(self.device)
+        self.map_generator = generator or build_map_generator(cfg, self.backbone.channels).to(self.device)
 
     @property
     def device(self) -> torch.device:
@@ -153,6 +154,13 @@ class HLGFA(nn.Module):
         refined = [refiner(lo, hi) for refiner, lo, hi in zip(self.refiners, low, high)]
         return HLGFAOutput(high, low, refined)
 
+    def level_vectors(
+        self, out: HLGFAOutput, generator: AnomalyMapGenerator | None = None
+    ) -> list[torch.Tensor | None]:
+        """What ``generator`` (default: the model's) measures per level; ``None`` for levels of weight 0."""
+        gen = generator or self.map_generator
+        return [v if w > 0 else None for v, w in zip(gen.vectors(out.high, out.refined), self.cfg.level_weights)]
+
     @torch.no_grad()
     def calibrate(self, batches: Iterable[torch.Tensor]) -> None:
         """Fit the normal model on clean training images (after training, in eval mode).
@@ -160,12 +168,7 @@ class HLGFA(nn.Module):
         Levels whose map weight is 0 are skipped (passed as ``None``): they are never scored.
         """
         self.eval()
-        gen, used = self.map_generator, [w > 0 for w in self.cfg.level_weights]
-
-        def level_vectors(out: HLGFAOutput) -> list[torch.Tensor | None]:
-            return [v if u else None for v, u in zip(gen.vectors(out.high, out.refined), used)]
-
-        gen.calibrate(level_vectors(self(b)) for b in batches)
+        self.map_generator.calibrate(self.level_vectors(self(b)) for b in batches)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

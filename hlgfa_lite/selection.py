@@ -14,7 +14,7 @@ nothing is tuned to a test set.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 from .config import HLGFAConfig
 from .data.cache import TensorSplit
 from .data.demo import DEFECT_TYPES, add_defect
+from .model import build_map_generator
 
 CANDIDATES: dict[str, dict[str, str]] = {"memory": {"scoring": "memory"}, "cell_gaussian": {"scoring": "cell_gaussian"}}
 """What ``auto`` chooses between; the first is the default choice."""
@@ -65,34 +66,55 @@ def with_synthetic_defects(images: torch.Tensor, seed: int) -> tuple[torch.Tenso
     return torch.stack(out), torch.stack(masks)
 
 
-def _batches(split: TensorSplit, idx: list[int], size: int) -> Iterator[torch.Tensor]:
-    for i in range(0, len(idx), size):
-        yield split.batch(idx[i : i + size])
-
-
 @torch.no_grad()
-def select_scoring(model, cfg: HLGFAConfig, split: TensorSplit) -> Selection:
-    """Calibrate each candidate on the kept training images, score held-out ones with and
-    without synthetic defects, return the winner (the model is left with the last candidate:
-    call ``set_scoring`` + ``calibrate`` on all images afterwards)."""
+def select_scoring(
+    model, cfg: HLGFAConfig, split: TensorSplit, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> Selection:
+    """Choose the normal model and leave ``model`` calibrated with it on every training image.
+
+    ``batches`` yields (images, their indices in ``split``) (train.calibration_batches). One pass
+    through the backbone and refiners feeds every candidate twice: fitted on the kept images (to
+    score the held-out ones with and without synthetic defects) and on all images (the one kept)."""
     n = len(split)
-    if n < MIN_IMAGES:
-        return Selection("memory", {}, 0)
-    held = held_out_indices(n)
-    keep = [i for i in range(n) if i not in set(held)]
+    held = held_out_indices(n) if n >= MIN_IMAGES else []
+    names = list(CANDIDATES) if held else [next(iter(CANDIDATES))]
+    configs = {name: cfg.with_overrides(CANDIDATES[name]) for name in names}
+    fits = {}  # (candidate, "kept" | "all") -> (map generator, its fitting state)
+    for name, c in configs.items():
+        for part in ("kept", "all") if held else ("all",):
+            gen = build_map_generator(c, model.backbone.channels).to(model.device)
+            fits[name, part] = (gen, gen.normal.begin_fit())
+    is_held = torch.zeros(n, dtype=torch.bool)
+    is_held[held] = True
+    model.eval()
+    for images, idx in batches:
+        out = model(images)
+        kept = ~is_held[idx]
+        for (_name, part), (gen, state) in fits.items():
+            vectors = model.level_vectors(out, gen)
+            if part == "kept":
+                if not kept.any():
+                    continue
+                vectors = [None if v is None else v[kept.to(v.device)] for v in vectors]
+            gen.normal.fit_batch(state, vectors)
+    for gen, state in fits.values():
+        gen.normal.end_fit(state)
+    scores = {name: _held_out_score(model, configs[name], fits[name, "kept"][0], split, held) for name in names if held}
+    first = names[0]
+    best = max(scores, key=lambda k: scores[k] - (0.0 if k == first else MARGIN)) if scores else first
+    model.set_scoring(configs[best], fits[best, "all"][0])
+    return Selection(best, scores, len(held))
+
+
+def _held_out_score(model, cfg: HLGFAConfig, generator, split: TensorSplit, held: list[int]) -> float:
+    """Mean of image and pixel AUROC on the held-out images, each with and without a synthetic defect."""
+    model.set_scoring(cfg, generator)
     good = split.batch(held)
     bad, masks = with_synthetic_defects(good, cfg.seed)
     images = torch.cat([good, bad])
     labels = np.r_[np.zeros(len(good)), np.ones(len(bad))]
     pixel_truth = torch.cat([torch.zeros_like(masks), masks]).numpy().reshape(-1)
-    scores: dict[str, float] = {}
-    for name, overrides in CANDIDATES.items():
-        model.set_scoring(cfg.with_overrides(overrides))
-        model.calibrate(_batches(split, keep, cfg.batch_size))
-        s, maps = zip(*(model.predict(images[i : i + cfg.batch_size]) for i in range(0, len(images), cfg.batch_size)))
-        image_auc = roc_auc_score(labels, torch.cat(s).numpy())
-        pixel_auc = roc_auc_score(pixel_truth, torch.cat(maps)[:, 0].numpy().reshape(-1))
-        scores[name] = float((image_auc + pixel_auc) / 2)
-    first = next(iter(CANDIDATES))
-    best = max(scores, key=lambda k: scores[k] - (0.0 if k == first else MARGIN))
-    return Selection(best, scores, len(held))
+    s, maps = zip(*(model.predict(images[i : i + cfg.batch_size]) for i in range(0, len(images), cfg.batch_size)))
+    image_auc = roc_auc_score(labels, torch.cat(s).numpy())
+    pixel_auc = roc_auc_score(pixel_truth, torch.cat(maps)[:, 0].numpy().reshape(-1))
+    return float((image_auc + pixel_auc) / 2)

@@ -152,8 +152,7 @@ def fit(
         interrupted = True
         if progress:
             print(f"\ninterrupted after {len(history['loss'])} epoch(s): calibrating and saving what we have")
-    selected = choose_scoring(model, cfg, train_split)
-    model.calibrate(calibration_batches(model.cfg, train_split))
+    selected = calibrate_normal_model(model, cfg, train_split)
     seconds = time.perf_counter() - start
     if run_dir is not None:
         save_checkpoint(run_dir / "checkpoint.pt", model, cfg, calibrated=True, epoch=len(history["loss"]))
@@ -162,26 +161,33 @@ def fit(
     return TrainResult(model, history, run_dir, seconds, interrupted, warns, selected)
 
 
-def choose_scoring(model: HLGFA, cfg: HLGFAConfig, train_split: TensorSplit) -> dict:
-    """With ``scoring=auto``, pick the normal model on held-out training images (selection.py)
-    and switch the model to it; returns what was chosen ({} for a fixed scoring)."""
+def calibrate_normal_model(model: HLGFA, cfg: HLGFAConfig, train_split: TensorSplit) -> dict:
+    """Fit the normal model on the training images; with ``scoring=auto`` first choose it on
+    held-out training images (selection.py, same single pass). Returns what was chosen ({} for a
+    fixed scoring)."""
     if cfg.scoring != "auto":
+        model.calibrate(calibration_batches(cfg, train_split))
         return {}
-    choice = select_scoring(model, cfg, train_split)
-    model.set_scoring(cfg.with_overrides({"scoring": choice.scoring}))
+    choice = select_scoring(model, cfg, train_split, calibration_batches(cfg, train_split, with_indices=True))
     return {"scoring_selected": choice.scoring, "selection_scores": choice.scores, "held_out": choice.held_out}
 
 
-def calibration_batches(cfg: HLGFAConfig, train_split: TensorSplit) -> Iterator[torch.Tensor]:
+def calibration_batches(
+    cfg: HLGFAConfig, train_split: TensorSplit, with_indices: bool = False
+) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Training images in order for the normal statistics; with ``noise_augment`` and
     ``augment_calibration`` each batch is followed by a nuisance-perturbed copy, so that
-    the per-cell statistics count nuisances as normal too (not only the refiner)."""
+    the per-cell statistics count nuisances as normal too (not only the refiner).
+    ``with_indices``: (images, their indices in the split) pairs."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    for i in range(0, len(train_split), cfg.batch_size):
+    n = len(train_split)
+    for i in range(0, n, cfg.batch_size):
         images = train_split.batch(slice(i, i + cfg.batch_size))
-        yield images
+        idx = torch.arange(i, min(i + cfg.batch_size, n))
+        yield (images, idx) if with_indices else images
         if cfg.noise_augment and cfg.augment_calibration:
-            yield augment_batch(images, cfg.noise_strength, gen)
+            perturbed = augment_batch(images, cfg.noise_strength, gen)
+            yield (perturbed, idx) if with_indices else perturbed
 
 
 def _log(run_dir: Path, record: dict) -> None:

@@ -235,3 +235,52 @@ def test_bf16_search_finds_the_nearest_distance_to_within_a_percent() -> None:
     torch.testing.assert_close(nearest_sq_distance(queries, memory, sq), exact, rtol=1e-4, atol=1e-3)
     fast = nearest_sq_distance(queries, memory, sq, memory.to(torch.bfloat16))
     assert ((fast - exact) / exact).abs().max() < 0.01 and (fast >= exact - 1e-3).all()
+
+
+def test_chunked_search_equals_the_exact_nearest_distance_across_chunks() -> None:
+    from hlgfa_lite.scoring.memory_bank import SEARCH_CHUNK, nearest_sq_distance
+
+    gen = torch.Generator().manual_seed(1)
+    memory = torch.randn(2 * SEARCH_CHUNK + 300, 40, generator=gen)  # two full chunks and a partial one
+    queries = torch.cat([torch.randn(50, 40, generator=gen), memory[-3:] + 0.01])  # nearest in the last chunk
+    exact = torch.cdist(queries, memory).pow(2).min(dim=1).values
+    found = nearest_sq_distance(queries, memory, memory.pow(2).sum(dim=1))
+    torch.testing.assert_close(found, exact, rtol=1e-4, atol=1e-3)
+
+
+def test_cell_pool_keeps_the_rows_with_the_smallest_keys_with_their_ids() -> None:
+    from hlgfa_lite.scoring.memory_bank import CellPool
+
+    gen = torch.Generator().manual_seed(0)
+    pool, seen = CellPool(limit=40), []
+    for batch in range(9):  # 9 x 17 rows: several merges, and rows still waiting at the end
+        cells, keys = torch.randn(17, 3, generator=gen), torch.rand(17, generator=gen)
+        ids, positions = torch.full((17,), batch), torch.arange(17)
+        pool.add(cells, keys, ids, positions)
+        seen.append((cells, keys, ids, positions))
+    cells, keys, ids, positions = pool.rows()
+    all_cells, all_keys, all_ids, all_pos = (torch.cat(c) for c in zip(*seen))
+    smallest = torch.topk(all_keys, 40, largest=False).indices
+    assert sorted(keys.tolist()) == sorted(all_keys[smallest].tolist())
+    where = {k: i for i, k in enumerate(all_keys.tolist())}
+    back = torch.tensor([where[k] for k in keys.tolist()])
+    assert (
+        torch.equal(cells, all_cells[back])
+        and torch.equal(ids, all_ids[back])
+        and torch.equal(positions, all_pos[back])
+    )
+    small = CellPool(limit=100)
+    small.add(all_cells[:30], all_keys[:30], all_ids[:30], all_pos[:30])
+    assert len(small.rows()[0]) == 30  # under the limit nothing is dropped
+
+
+def test_greedy_coreset_picks_the_farthest_row_each_time() -> None:
+    from hlgfa_lite.scoring.memory_bank import greedy_coreset
+
+    x = torch.randn(300, 8, generator=torch.Generator().manual_seed(2))  # <= PROJECTION_DIMS: exact distances
+    picked = greedy_coreset(x, 20, torch.Generator().manual_seed(0))
+    assert len(set(picked.tolist())) == 20
+    for k in range(1, 20):
+        nearest = torch.cdist(x, x[picked[:k]]).min(dim=1).values
+        assert nearest[picked[k]] >= nearest.max() - 1e-4
+    assert torch.equal(greedy_coreset(x[:15], 20, torch.Generator()), torch.arange(15))  # fewer rows: all

@@ -62,15 +62,25 @@ def test_auto_scoring_is_chosen_recorded_and_reloaded(tmp_path: Path, backbone, 
 
 
 @pytest.mark.slow
-def test_selection_scores_every_candidate(backbone, tiny_cfg: HLGFAConfig) -> None:
+def test_selection_scores_every_candidate_in_one_pass(backbone, tiny_cfg: HLGFAConfig) -> None:
     from hlgfa_lite.model import HLGFA
+    from hlgfa_lite.train import calibration_batches
 
     cfg = tiny_cfg.with_overrides({"memory_size": 256})
     split = _split(aligned=True)
     model = HLGFA(cfg, backbone)
     model.fit_feature_stats([split.batch(slice(0, 16))])
-    choice = select_scoring(model, cfg, split)
+    choice = select_scoring(model, cfg, split, calibration_batches(cfg, split, with_indices=True))
     assert choice.scoring in CANDIDATES and choice.held_out == 3
     assert all(0.0 <= v <= 1.0 for v in choice.scores.values())
+    # the model is left with the winner, fitted on every training image: as if calibrated on its own
+    assert model.cfg.scoring == choice.scoring
+    images = split.batch([0, 5])
+    chosen = model.predict(images)[1]
+    model.set_scoring(cfg.with_overrides({"scoring": choice.scoring}))
+    model.calibrate(calibration_batches(model.cfg, split))
+    torch.testing.assert_close(chosen, model.predict(images)[1])
     few = TensorSplit(split.samples[:5], split.images[:5], split.masks[:5])
-    assert select_scoring(model, cfg, few).scoring == "memory"  # too few images to hold any out
+    few_choice = select_scoring(model, cfg, few, calibration_batches(cfg, few, with_indices=True))
+    assert few_choice.scoring == "memory" and few_choice.held_out == 0  # too few images to hold any out
+    assert model.cfg.scoring == "memory" and torch.isfinite(model.predict(images)[1]).all()

@@ -14,14 +14,15 @@ def make_normal_model(
     dims: list[int],
     grid_sizes: list[int],
     *,
-    shrinkage: float = 0.0,
-    memory_size: int = 4096,
-    neighbourhood: int = 1,
-    seed: int = 0,
+    shrinkage: float,
+    memory_size: int,
+    neighbourhood: int,
+    seed: int,
 ) -> NormalModel:
-    """The normal model named by ``scoring`` for levels of ``dims`` channels on ``grid_sizes`` grids."""
+    """The normal model named by ``scoring`` for levels of ``dims`` channels on ``grid_sizes`` grids
+    (the knobs come from the config: defaults live only in ``HLGFAConfig``)."""
     if scoring == "memory":
-        return MemoryBankNormalModel(dims, grid_sizes, memory_size, neighbourhood, seed=seed)
+        return MemoryBankNormalModel(dims, grid_sizes, size=memory_size, neighbourhood=neighbourhood, seed=seed)
     if scoring in ("cell_gaussian", "gaussian"):
         return GaussianNormalModel(dims, grid_sizes, per_cell=scoring == "cell_gaussian", shrinkage=shrinkage)
     if scoring == "channel":

@@ -11,22 +11,46 @@ the default), ``cell_gaussian``/``gaussian`` (Mahalanobis per cell / shared),
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
 
 class NormalModel(nn.Module):
-    """Interface of the normal models (subclasses hold their statistics as buffers)."""
+    """Interface of the normal models (subclasses hold their statistics as buffers).
 
-    def fit(self, batches: Iterable[list[torch.Tensor]]) -> None:
+    Fitting is a fold over batches (``begin_fit`` / ``fit_batch`` / ``end_fit``), so that one
+    pass over the training images can feed several models (``scoring=auto``, selection.py)."""
+
+    def fit(self, batches: Iterable[list[torch.Tensor | None]]) -> None:
         """Fit on an iterable of per-level lists of (B, C, h, w) vectors from normal images;
         a level given as ``None`` is not fitted (it is never scored)."""
+        state = self.begin_fit()
+        for batch in batches:
+            self.fit_batch(state, batch)
+        self.end_fit(state)
+
+    def begin_fit(self) -> Any:
+        """A fresh fitting state (running sums, sample pools)."""
+        raise NotImplementedError
+
+    def fit_batch(self, state: Any, batch: list[torch.Tensor | None]) -> None:
+        """Add one batch of per-level vectors to ``state``."""
+        raise NotImplementedError
+
+    def end_fit(self, state: Any) -> None:
+        """Turn ``state`` into the model's buffers."""
         raise NotImplementedError
 
     def energy(self, level: int, vectors: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) vectors of one level -> (B, 1, h, w) energy, ~1 on normal data."""
         raise NotImplementedError
+
+
+def batch_size(batch: list[torch.Tensor | None]) -> int:
+    """Images in a per-level batch (the first level that is not skipped)."""
+    return next(v.shape[0] for v in batch if v is not None)
 
 
 def flat_cells(x: torch.Tensor) -> torch.Tensor:

@@ -9,18 +9,16 @@ all cells: position-free, but one ellipsoid for everything normal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 
-from .base import NormalModel
+from .base import NormalModel, batch_size
 
 COVARIANCE_RIDGE = 0.01
 """Added to the covariance diagonal (features are standardised: ~1% of a unit variance)."""
 
 
 class GaussianNormalModel(NormalModel):
-    def __init__(self, dims: list[int], grid_sizes: list[int], per_cell: bool = True, shrinkage: float = 0.0):
+    def __init__(self, dims: list[int], grid_sizes: list[int], *, per_cell: bool, shrinkage: float):
         super().__init__()
         self.per_cell, self.shrinkage = per_cell, shrinkage
         for i, (c, g) in enumerate(zip(dims, grid_sizes)):
@@ -37,25 +35,29 @@ class GaussianNormalModel(NormalModel):
         energy = (torch.matmul(d, precision) * d).sum(dim=-1).T / c  # precision may be shared: (1, C, C)
         return energy.reshape(b, 1, h, w) / getattr(self, f"scale{level}")
 
-    @torch.no_grad()
-    def fit(self, batches: Iterable[list[torch.Tensor]]) -> None:
+    def begin_fit(self) -> dict:
         """Streams: only per-cell sums and cross-products are kept in memory."""
-        sums = None
-        count = 0
-        for batch in batches:
-            flat = [None if r is None else r.flatten(2).permute(2, 0, 1).double() for r in batch]  # (P, B, C)
-            if sums is None:
-                sums = [
-                    None
-                    if f is None
-                    else [f.new_zeros(f.shape[:1] + f.shape[2:]), f.new_zeros(f.shape[0], f.shape[2], f.shape[2])]
-                    for f in flat
-                ]
-            for s, f in zip(sums, flat):
-                if f is not None:
-                    s[0] += f.sum(dim=1)
-                    s[1] += torch.einsum("pbc,pbd->pcd", f, f)
-            count += next(r.shape[0] for r in batch if r is not None)
+        return {"sums": None, "count": 0}
+
+    @torch.no_grad()
+    def fit_batch(self, state: dict, batch: list[torch.Tensor | None]) -> None:
+        flat = [None if r is None else r.flatten(2).permute(2, 0, 1).double() for r in batch]  # (P, B, C)
+        if state["sums"] is None:
+            state["sums"] = [
+                None
+                if f is None
+                else [f.new_zeros(f.shape[:1] + f.shape[2:]), f.new_zeros(f.shape[0], f.shape[2], f.shape[2])]
+                for f in flat
+            ]
+        for s, f in zip(state["sums"], flat):
+            if f is not None:
+                s[0] += f.sum(dim=1)
+                s[1] += torch.einsum("pbc,pbd->pcd", f, f)
+        state["count"] += batch_size(batch)
+
+    @torch.no_grad()
+    def end_fit(self, state: dict) -> None:
+        sums, count = state["sums"], state["count"]
         if sums is None or count < 2:
             raise ValueError("calibration needs at least two training images")
         for i, level_sums in enumerate(sums):

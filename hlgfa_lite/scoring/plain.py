@@ -6,11 +6,9 @@ how much the richer models buy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 
-from .base import NormalModel, flat_cells
+from .base import NormalModel, batch_size, flat_cells
 
 
 class NoNormalModel(NormalModel):
@@ -21,15 +19,17 @@ class NoNormalModel(NormalModel):
         for i in range(levels):
             self.register_buffer(f"scale{i}", torch.ones(()))
 
-    def fit(self, batches: Iterable[list[torch.Tensor]]) -> None:
-        sums: list[float] | None = None
-        count = 0
-        for batch in batches:
-            vals = [0.0 if v is None else v.pow(2).mean().item() * v.shape[0] for v in batch]
-            sums = vals if sums is None else [a + b for a, b in zip(sums, vals)]
-            count += next(v.shape[0] for v in batch if v is not None)
-        for i, s in enumerate(sums or []):
-            getattr(self, f"scale{i}").fill_(max(s / max(count, 1), 1e-12))
+    def begin_fit(self) -> dict:
+        return {"sums": None, "count": 0}
+
+    def fit_batch(self, state: dict, batch: list[torch.Tensor | None]) -> None:
+        vals = [0.0 if v is None else v.pow(2).mean().item() * v.shape[0] for v in batch]
+        state["sums"] = vals if state["sums"] is None else [a + b for a, b in zip(state["sums"], vals)]
+        state["count"] += batch_size(batch)
+
+    def end_fit(self, state: dict) -> None:
+        for i, s in enumerate(state["sums"] or []):
+            getattr(self, f"scale{i}").fill_(max(s / max(state["count"], 1), 1e-12))
 
     def energy(self, level: int, vectors: torch.Tensor) -> torch.Tensor:
         return vectors.pow(2).mean(dim=1, keepdim=True) / getattr(self, f"scale{level}")
@@ -44,16 +44,19 @@ class ChannelNormalModel(NormalModel):
             self.register_buffer(f"mean{i}", torch.zeros(1, c, 1, 1))
             self.register_buffer(f"precision{i}", torch.ones(1, c, 1, 1))
 
-    def fit(self, batches: Iterable[list[torch.Tensor]]) -> None:
-        sums: list[list | None] | None = None  # per level: [count, sum, sum of squares]
-        for batch in batches:
-            flat = [None if v is None else flat_cells(v).double() for v in batch]
-            if sums is None:
-                sums = [None if f is None else [0, 0.0, 0.0] for f in flat]
-            for s, f in zip(sums, flat):
-                if f is not None:
-                    s[0], s[1], s[2] = s[0] + f.shape[0], s[1] + f.sum(0), s[2] + f.pow(2).sum(0)
-        for i, level in enumerate(sums or []):
+    def begin_fit(self) -> list:
+        return []  # per level: [count, sum, sum of squares], or None for a skipped level
+
+    def fit_batch(self, sums: list, batch: list[torch.Tensor | None]) -> None:
+        flat = [None if v is None else flat_cells(v).double() for v in batch]
+        if not sums:
+            sums.extend(None if f is None else [0, 0.0, 0.0] for f in flat)
+        for s, f in zip(sums, flat):
+            if f is not None:
+                s[0], s[1], s[2] = s[0] + f.shape[0], s[1] + f.sum(0), s[2] + f.pow(2).sum(0)
+
+    def end_fit(self, sums: list) -> None:
+        for i, level in enumerate(sums):
             if level is None:
                 continue
             n, a, b = level

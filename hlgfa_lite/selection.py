@@ -90,8 +90,11 @@ def select_scoring(
     for images, idx in batches:
         out = model(images)
         kept = ~is_held[idx]
+        measured: dict[str, list[torch.Tensor | None]] = {}  # the candidates share what they measure
         for (_name, part), (gen, state) in fits.items():
-            vectors = model.level_vectors(out, gen)
+            if gen.measure not in measured:
+                measured[gen.measure] = model.level_vectors(out, gen)
+            vectors = measured[gen.measure]
             if part == "kept":
                 if not kept.any():
                     continue

@@ -31,7 +31,7 @@ test: $(STAMP) browser-deps  ## everything CI runs: lint, unit, notebooks (paper
 	$(PY) -m pytest -q tests
 
 notebooks: $(STAMP)  ## executed copies of the course notebooks in executed/ (outside git)
-	$(PY) -m hlgfa_lite.notebook_runner --out executed
+	$(PY) -m hlgfa_lite.course.notebook_runner --out executed
 
 lab: $(STAMP)  ## JupyterLab on the notebooks, widgets working
 	$(VENV)/bin/jupyter lab notebooks

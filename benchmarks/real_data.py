@@ -31,16 +31,16 @@ from pathlib import Path
 
 import torch
 
-from hlgfa_lite.backbone import FrozenBackbone
-from hlgfa_lite.blocks import downsample
-from hlgfa_lite.cli import DEMO_DEFAULTS
-from hlgfa_lite.config import HLGFAConfig
-from hlgfa_lite.data.cache import TensorSplit
-from hlgfa_lite.data.demo import DEMO_CATEGORIES, make_demo_dataset
-from hlgfa_lite.data.magnetic_tile import prepare_magnetic_tile
-from hlgfa_lite.evaluate import evaluate, load_test_split
-from hlgfa_lite.model import HLGFA
-from hlgfa_lite.train import calibration_batches, fit, load_train_split
+from hlgfa_lite.method.backbone import FrozenBackbone
+from hlgfa_lite.method.blocks import downsample
+from hlgfa_lite.method.config import HLGFAConfig
+from hlgfa_lite.method.data.cache import TensorSplit
+from hlgfa_lite.method.data.demo import DEMO_CATEGORIES, make_demo_dataset
+from hlgfa_lite.method.data.magnetic_tile import prepare_magnetic_tile
+from hlgfa_lite.method.model import HLGFA
+from hlgfa_lite.run.cli import DEMO_DEFAULTS
+from hlgfa_lite.run.evaluate import evaluate, load_test_split
+from hlgfa_lite.run.train import calibration_batches, fit, load_train_split
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro")
@@ -115,8 +115,8 @@ def locate(name: str, args: argparse.Namespace) -> list[tuple[str, Path, str, in
             return f"MVTec screw not found at {args.screw} (pass --screw, a folder with train/good and test/)"
         return [(name, root, args.screw.name, 8 if name == "screw40" else 1, {})]
     if name == "elpv":
-        from hlgfa_lite.data.elpv import prepare_elpv
         from hlgfa_lite.errors import DataError
+        from hlgfa_lite.method.data.elpv import prepare_elpv
 
         root = args.out / "elpv_data"
         if not (root / "elpv_poly" / "train" / "good").is_dir():

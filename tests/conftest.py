@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hlgfa_lite.config import HLGFAConfig
+from hlgfa_lite.method.config import HLGFAConfig
 
 TINY = {"image_size": 64, "epochs": 2, "max_train_images": 8, "batch_size": 4, "num_threads": 1}
 """Overrides that make a full fit + evaluate take about a second on one CPU thread."""
@@ -21,7 +21,7 @@ TINY = {"image_size": 64, "epochs": 2, "max_train_images": 8, "batch_size": 4, "
 def _one_thread() -> None:
     import os
 
-    os.environ.setdefault("HLGFA_THREADS", "1")  # fit() and the CLI apply it (hlgfa_lite/threads.py)
+    os.environ.setdefault("HLGFA_THREADS", "1")  # fit() and the CLI apply it (hlgfa_lite/run/threads.py)
     torch.set_num_threads(1)
 
 
@@ -31,7 +31,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Read-only: a test that needs to damage the data copies it first (shutil.copytree).
     """
-    from hlgfa_lite.data import make_demo_dataset
+    from hlgfa_lite.method.data import make_demo_dataset
 
     return make_demo_dataset(
         tmp_path_factory.mktemp("demo") / "data",
@@ -45,7 +45,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def backbone():
     """The frozen EfficientNet-Lite0 extractor with the offline package weights (shared, read-only)."""
-    from hlgfa_lite.backbone import FrozenBackbone
+    from hlgfa_lite.method.backbone import FrozenBackbone
 
     return FrozenBackbone("tf_efficientnet_lite0")
 
@@ -57,8 +57,8 @@ def tiny_cfg() -> HLGFAConfig:
 
 def write_untrained_run(run_dir: Path, cfg: HLGFAConfig, backbone=None) -> Path:
     """A loadable run folder without training: fresh refiners, saved as a calibrated checkpoint."""
-    from hlgfa_lite.checkpoint import save_checkpoint
-    from hlgfa_lite.model import HLGFA
+    from hlgfa_lite.method.model import HLGFA
+    from hlgfa_lite.run.checkpoint import save_checkpoint
 
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

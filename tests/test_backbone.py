@@ -12,7 +12,8 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from hlgfa_lite.backbone import (
+from hlgfa_lite.errors import ConfigError
+from hlgfa_lite.method.backbone import (
     PACKAGE_WEIGHTS,
     RANDOM_WEIGHTS_WARNING,
     FrozenBackbone,
@@ -20,7 +21,6 @@ from hlgfa_lite.backbone import (
     package_weights_path,
     remap_by_position,
 )
-from hlgfa_lite.errors import ConfigError
 
 
 def _package_file(backbone: str) -> Path:

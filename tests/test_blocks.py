@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hlgfa_lite.blocks import (
+from hlgfa_lite.method.blocks import (
     NUISANCES,
     ConditionalModulation,
     DualResolution,

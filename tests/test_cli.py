@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hlgfa_lite.cli import main
-from hlgfa_lite.config import BLOCKS, HLGFAConfig
+from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
+from hlgfa_lite.run.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SET = [
@@ -352,7 +352,7 @@ def test_entry_point_help() -> None:
 
 def test_module_help_subprocess() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "hlgfa_lite.cli", "train", "--help"],
+        [sys.executable, "-m", "hlgfa_lite.run.cli", "train", "--help"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -368,7 +368,7 @@ def test_module_error_exit_code_subprocess(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "hlgfa_lite.cli",
+            "hlgfa_lite.run.cli",
             "prepare",
             "magnetic-tile",
             str(tmp_path / "x"),

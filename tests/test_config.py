@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hlgfa_lite.config import BLOCKS, HLGFAConfig, default_config
 from hlgfa_lite.errors import ConfigError, HLGFAError
+from hlgfa_lite.method.config import BLOCKS, HLGFAConfig, default_config
 
 FIELD_NAMES = [f.name for f in dataclasses.fields(HLGFAConfig)]
 

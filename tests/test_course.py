@@ -106,7 +106,7 @@ def test_source_notebook_is_marked_for_nbgrader(source: Path) -> None:
 
 
 def test_reference_solutions_pass_the_checkers(capsys: pytest.CaptureFixture[str]) -> None:
-    from hlgfa_lite import exercises
+    from hlgfa_lite.course import exercises
 
     seen = set()
     for source in SOURCES:

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from scipy.ndimage import binary_dilation
 
-from hlgfa_lite.data import DEFECT_TYPES, DEMO_CATEGORIES, demo, list_categories, list_samples, load_split
 from hlgfa_lite.errors import ConfigError, DataError
+from hlgfa_lite.method.data import DEFECT_TYPES, DEMO_CATEGORIES, demo, list_categories, list_samples, load_split
 
 SMALL = {"n_train": 3, "n_test_good": 2, "n_test_defect": 4, "crop": 64}
 

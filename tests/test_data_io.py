@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hlgfa_lite.data import image_hw, load_image, load_mask, read_mask
 from hlgfa_lite.errors import ConfigError, DataError
+from hlgfa_lite.method.data import image_hw, load_image, load_mask, read_mask
 
 
 def _save(img: Image.Image, path: Path) -> Path:

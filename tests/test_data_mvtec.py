@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from hlgfa_lite.data import (
+from hlgfa_lite.errors import DataError
+from hlgfa_lite.method.data import (
     AnomalyDataset,
     Sample,
     has_masks,
@@ -19,7 +20,6 @@ from hlgfa_lite.data import (
     list_samples,
     load_split,
 )
-from hlgfa_lite.errors import DataError
 
 
 def _img(path: Path, size: tuple[int, int] = (24, 16), value: int = 128) -> None:

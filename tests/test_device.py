@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hlgfa_lite.device import resolve_device
 from hlgfa_lite.errors import ConfigError
+from hlgfa_lite.run.device import resolve_device
 
 
 def test_auto_is_cuda_then_mps_then_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,7 +40,7 @@ def test_checkpoint_tensors_are_stored_on_the_cpu(tmp_path, untrained_run) -> No
 
 
 def test_threads_env_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hlgfa_lite import threads
+    from hlgfa_lite.run import threads
 
     before = torch.get_num_threads()
     try:

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hlgfa_lite.cli import main
-from hlgfa_lite.data import elpv as elpv_module
-from hlgfa_lite.data import list_samples, prepare_elpv
 from hlgfa_lite.errors import DataError
+from hlgfa_lite.method.data import elpv as elpv_module
+from hlgfa_lite.method.data import list_samples, prepare_elpv
+from hlgfa_lite.run.cli import main
 
 # (probability, type) of the fake cells, in file order: 11 good mono, 3 defective mono, 2 uncertain mono,
 # 6 good poly, 2 defective poly, 1 uncertain poly

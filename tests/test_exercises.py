@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hlgfa_lite import exercises
-from hlgfa_lite.blocks import decompose as library_decompose
+from hlgfa_lite.course import exercises
+from hlgfa_lite.method.blocks import decompose as library_decompose
 
 
 def _box_lowpass(features: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -140,7 +140,7 @@ def test_modulation_reference_passes(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_modulation_reference_matches_library_block_in_training_mode() -> None:
-    from hlgfa_lite.blocks import ConditionalModulation
+    from hlgfa_lite.method.blocks import ConditionalModulation
 
     block = ConditionalModulation(5, cond_channels=3, hidden=4).train()
     x, cond = torch.randn(3, 5, 4, 4) * 2 + 1, torch.randn(3, 3, 4, 4)

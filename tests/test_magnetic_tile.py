@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hlgfa_lite.data import has_masks, list_samples, prepare_magnetic_tile
-from hlgfa_lite.data.magnetic_tile import DEFECT_FOLDERS
 from hlgfa_lite.errors import DataError
+from hlgfa_lite.method.data import has_masks, list_samples, prepare_magnetic_tile
+from hlgfa_lite.method.data.magnetic_tile import DEFECT_FOLDERS
 
 REAL_MTD = Path(__file__).parents[1].parent / "shared/datasets/magnetic_tile"
 

@@ -10,7 +10,7 @@ from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from hlgfa_lite.errors import HLGFAError
-from hlgfa_lite.metrics import aupro, image_auroc, pixel_auroc, pro_curve, summarize
+from hlgfa_lite.run.metrics import aupro, image_auroc, pixel_auroc, pro_curve, summarize
 
 # ------------------------------------------------------------------------------------------------
 # image AUROC

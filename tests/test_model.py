@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hlgfa_lite.anomaly_map import image_scores
-from hlgfa_lite.config import HLGFAConfig
-from hlgfa_lite.model import HLGFA, alignment_loss
+from hlgfa_lite.method.anomaly_map import image_scores
+from hlgfa_lite.method.config import HLGFAConfig
+from hlgfa_lite.method.model import HLGFA, alignment_loss
 
 SWITCHES = ("dual_resolution", "priors", "modulation", "gated_residual")
 BASE_KEYS = {"high", "low", "refined", "raw_misalignment", "misalignment", "structure", "detail"}
@@ -212,7 +212,7 @@ def test_topk_config_used_by_predict(backbone) -> None:
 @pytest.mark.slow
 def test_full_guidance_copies_identity_shortcut(demo_root, backbone, tiny_cfg) -> None:
     """With every high-res prior channel at full resolution the refiner can copy: lower training loss."""
-    from hlgfa_lite.train import fit, load_train_split
+    from hlgfa_lite.run.train import fit, load_train_split
 
     cfg = tiny_cfg.with_overrides({"epochs": 3})
     split = load_train_split(cfg, demo_root, "brick", progress=False)
@@ -225,7 +225,7 @@ def test_full_guidance_copies_identity_shortcut(demo_root, backbone, tiny_cfg) -
 
 
 def test_bf16_search_finds_the_nearest_distance_to_within_a_percent() -> None:
-    from hlgfa_lite.scoring.memory_bank import nearest_sq_distance
+    from hlgfa_lite.method.scoring.memory_bank import nearest_sq_distance
 
     gen = torch.Generator().manual_seed(0)
     memory = torch.randn(512, 224, generator=gen)
@@ -238,7 +238,7 @@ def test_bf16_search_finds_the_nearest_distance_to_within_a_percent() -> None:
 
 
 def test_chunked_search_equals_the_exact_nearest_distance_across_chunks() -> None:
-    from hlgfa_lite.scoring.memory_bank import SEARCH_CHUNK, nearest_sq_distance
+    from hlgfa_lite.method.scoring.memory_bank import SEARCH_CHUNK, nearest_sq_distance
 
     gen = torch.Generator().manual_seed(1)
     memory = torch.randn(2 * SEARCH_CHUNK + 300, 40, generator=gen)  # two full chunks and a partial one
@@ -249,7 +249,7 @@ def test_chunked_search_equals_the_exact_nearest_distance_across_chunks() -> Non
 
 
 def test_cell_pool_keeps_the_rows_with_the_smallest_keys_with_their_ids() -> None:
-    from hlgfa_lite.scoring.memory_bank import CellPool
+    from hlgfa_lite.method.scoring.memory_bank import CellPool
 
     gen = torch.Generator().manual_seed(0)
     pool, seen = CellPool(limit=40), []
@@ -275,7 +275,7 @@ def test_cell_pool_keeps_the_rows_with_the_smallest_keys_with_their_ids() -> Non
 
 
 def test_greedy_coreset_picks_the_farthest_row_each_time() -> None:
-    from hlgfa_lite.scoring.memory_bank import greedy_coreset
+    from hlgfa_lite.method.scoring.memory_bank import greedy_coreset
 
     x = torch.randn(300, 8, generator=torch.Generator().manual_seed(2))  # <= PROJECTION_DIMS: exact distances
     picked = greedy_coreset(x, 20, torch.Generator().manual_seed(0))

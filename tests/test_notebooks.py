@@ -1,7 +1,7 @@
 """Course notebooks: committed clean (fast), and executed end to end + reproduced by nbval (marked).
 
 The marked test runs every notebook with papermill in the ``ci`` profile through
-``python -m hlgfa_lite.notebook_runner`` (a failure names the notebook and the cell), then
+``python -m hlgfa_lite.course.notebook_runner`` (a failure names the notebook and the cell), then
 re-runs each executed copy with ``nbval --nbval-lax``: cells whose first line is
 ``# NBVAL_CHECK_OUTPUT`` must reproduce their output exactly.
 """
@@ -84,7 +84,7 @@ def test_notebook_executes_and_reproduces(path: Path, notebook_run: dict[str, Pa
     env, executed = _env(notebook_run["workdir"]), notebook_run["executed"]
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "hlgfa_lite.notebook_runner", "--out", str(executed), "--profile", "ci",
+        [sys.executable, "-m", "hlgfa_lite.course.notebook_runner", "--out", str(executed), "--profile", "ci",
          "--cell-timeout", str(CELL_TIMEOUT), str(path)],
         env=env, capture_output=True, text=True, timeout=1800, cwd=REPO,
     )  # fmt: skip
@@ -115,8 +115,8 @@ def test_real_data_notebook_uses_elpv_without_a_download(tmp_path: Path) -> None
     path = NOTEBOOK_DIR / "08_real_data.ipynb"
     env = _env(tmp_path / "work") | {"HLGFA_DATA_ROOT": str(tmp_path / "no_such_dataset")}
     proc = subprocess.run(
-        [sys.executable, "-m", "hlgfa_lite.notebook_runner", "--out", str(tmp_path / "executed"), "--profile", "ci",
-         "--cell-timeout", str(CELL_TIMEOUT), str(path)],
+        [sys.executable, "-m", "hlgfa_lite.course.notebook_runner", "--out", str(tmp_path / "executed"),
+         "--profile", "ci", "--cell-timeout", str(CELL_TIMEOUT), str(path)],
         env=env, capture_output=True, text=True, timeout=1800, cwd=REPO,
     )  # fmt: skip
     assert proc.returncode == 0, f"papermill run of {path.name} on ELPV failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from hlgfa_lite.checkpoint import load_run
-from hlgfa_lite.config import HLGFAConfig
-from hlgfa_lite.data.cache import TensorSplit
-from hlgfa_lite.data.mvtec import Sample
-from hlgfa_lite.selection import CANDIDATES, held_out_indices, select_scoring, with_synthetic_defects
-from hlgfa_lite.train import fit
+from hlgfa_lite.method.config import HLGFAConfig
+from hlgfa_lite.method.data.cache import TensorSplit
+from hlgfa_lite.method.data.mvtec import Sample
+from hlgfa_lite.method.selection import CANDIDATES, held_out_indices, select_scoring, with_synthetic_defects
+from hlgfa_lite.run.checkpoint import load_run
+from hlgfa_lite.run.train import fit
 
 
 @pytest.mark.parametrize("n,count", [(10, 2), (40, 8), (762, 32)])
@@ -63,8 +63,8 @@ def test_auto_scoring_is_chosen_recorded_and_reloaded(tmp_path: Path, backbone, 
 
 @pytest.mark.slow
 def test_selection_scores_every_candidate_in_one_pass(backbone, tiny_cfg: HLGFAConfig) -> None:
-    from hlgfa_lite.model import HLGFA
-    from hlgfa_lite.train import calibration_batches
+    from hlgfa_lite.method.model import HLGFA
+    from hlgfa_lite.run.train import calibration_batches
 
     cfg = tiny_cfg.with_overrides({"memory_size": 256})
     split = _split(aligned=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from hlgfa_lite.stats import (
+from hlgfa_lite.run.stats import (
     RankedScores,
     bootstrap_weights,
     image_ranking,

@@ -13,14 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-import hlgfa_lite.ablation as ablation
-import hlgfa_lite.train as train_mod
-from hlgfa_lite.checkpoint import FORMAT, load_model_state, load_run, read_checkpoint, save_checkpoint
-from hlgfa_lite.config import BLOCKS, HLGFAConfig
+import hlgfa_lite.run.ablation as ablation
+import hlgfa_lite.run.train as train_mod
 from hlgfa_lite.errors import ConfigError
-from hlgfa_lite.evaluate import METRIC_KEYS, evaluate, evaluate_run, load_test_split
-from hlgfa_lite.model import HLGFA
-from hlgfa_lite.train import fit, load_train_split
+from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
+from hlgfa_lite.method.model import HLGFA
+from hlgfa_lite.run.checkpoint import FORMAT, load_model_state, load_run, read_checkpoint, save_checkpoint
+from hlgfa_lite.run.evaluate import METRIC_KEYS, evaluate, evaluate_run, load_test_split
+from hlgfa_lite.run.train import fit, load_train_split
 
 RUN_FILES = ("config.json", "checkpoint.pt", "train_log.jsonl", "loss_curve.png")
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from hlgfa_lite.ablation import run_variant
-from hlgfa_lite.backbone import FrozenBackbone
-from hlgfa_lite.config import BLOCKS, HLGFAConfig
-from hlgfa_lite.data import make_demo_dataset
-from hlgfa_lite.evaluate import load_test_split
-from hlgfa_lite.train import load_train_split
-from hlgfa_lite.widgets import AblationPanel
+from hlgfa_lite.course.widgets import AblationPanel
+from hlgfa_lite.method.backbone import FrozenBackbone
+from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
+from hlgfa_lite.method.data import make_demo_dataset
+from hlgfa_lite.run.ablation import run_variant
+from hlgfa_lite.run.evaluate import load_test_split
+from hlgfa_lite.run.train import load_train_split
 
 CFG = HLGFAConfig(image_size=64, epochs=1, batch_size=4, max_train_images=8, num_threads=2)
 
@@ -67,7 +67,7 @@ def test_run_shows_label_metrics_and_serves_repeats_from_cache(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached configuration was trained again")
 
-    monkeypatch.setattr("hlgfa_lite.widgets.fit", no_training)
+    monkeypatch.setattr("hlgfa_lite.course.widgets.fit", no_training)
     again = panel.run({"gated_residual": False})
     assert again["cached"] is True and "cached" in panel.result.value
     assert {k: again[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")} == {

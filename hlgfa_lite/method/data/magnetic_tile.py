@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from ...errors import DataError
 from .io import read_mask
 from .prepared import copy_image, staged_category
 

@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from .config import BLOCKS, HLGFAConfig
-from .errors import ConfigError, HLGFAError
+from ..errors import ConfigError, HLGFAError
+from ..method.config import BLOCKS, HLGFAConfig
 
 DEMO_DEFAULTS = {"epochs": 6}
 """The demo: 40 training crops (128 px, scored at the default 256 px) per category (see README)."""
@@ -80,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from .data.magnetic_tile import prepare_magnetic_tile
+    from ..method.data.magnetic_tile import prepare_magnetic_tile
 
     counts = prepare_magnetic_tile(args.src, args.dst)
     print(json.dumps(counts, indent=2))
@@ -88,7 +88,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_prepare_elpv(args: argparse.Namespace) -> None:
-    from .data.elpv import LICENSE, prepare_elpv
+    from ..method.data.elpv import LICENSE, prepare_elpv
 
     counts = prepare_elpv(args.dst, source=args.source)
     print(json.dumps(counts, indent=2))
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hlgfa-lite",
         description="HLGFA anomaly detection: train on defect-free images, score by cross-resolution misalignment.",
         epilog=f"Blocks you can switch off with --set NAME=false: {', '.join(BLOCKS)}. "
-        "Every key of the config dataclass (hlgfa_lite/config.py) can be set the same way.",
+        "Every key of the config dataclass (hlgfa_lite/method/config.py) can be set the same way.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -9,7 +9,7 @@ What is measured per cell (``measure``):
 * ``high``: the high-res features alone — no alignment at all; the memory-bank
   baseline (PatchCore-like) that the ablation compares against.
 
-How far from normal (``scoring``, one small module each in :mod:`hlgfa_lite.scoring`):
+How far from normal (``scoring``, one small module each in :mod:`hlgfa_lite.method.scoring`):
 ``memory`` (nearest normal cell of any training image, position-free; default),
 ``cell_gaussian`` (Mahalanobis per cell: aligned parts only), ``gaussian``,
 ``channel``, ``none``. Each level's energy is ~1 on normal training images; levels

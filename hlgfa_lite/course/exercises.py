@@ -30,12 +30,12 @@ package (they live in the instructor's nbgrader source notebooks, ``course/sourc
 checkers compare against the model's own code instead, never against the exercise
 written out in its exact form:
 
-* ``decompose``: :func:`hlgfa_lite.blocks.decompose`, the block the model runs (re-creating
+* ``decompose``: :func:`hlgfa_lite.method.blocks.decompose`, the block the model runs (re-creating
   a library block is the point of that exercise; the block is the model, not a solution key);
 * ``modulate``: torch's ``nn.BatchNorm2d(affine=False)`` in training mode for ``norm(x)``, and
-  the library's :class:`~hlgfa_lite.blocks.ConditionalModulation` ``forward`` fed the test's
+  the library's :class:`~hlgfa_lite.method.blocks.ConditionalModulation` ``forward`` fed the test's
   ``gamma``/``beta`` in place of its learned ones;
-* ``gated_residual``: the library's :class:`~hlgfa_lite.blocks.GatedResidual` ``forward`` with
+* ``gated_residual``: the library's :class:`~hlgfa_lite.method.blocks.GatedResidual` ``forward`` with
   its correction and gate networks replaced by the test's fixed tensors;
 * ``misalignment``: inputs built so that the answer is known by construction
   (``high = refined + d`` with the per-cell mean of ``d**2`` chosen in advance).
@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConditionalModulation, GatedResidual, decompose
+from ..method.blocks import ConditionalModulation, GatedResidual, decompose
 
 __all__ = ["check_decompose", "check_gated_residual", "check_misalignment", "check_modulation"]
 
@@ -129,7 +129,7 @@ def _split(out: Any, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def check_decompose(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]) -> bool:
-    """Check ``fn(features, kernel) -> (structure, detail)`` against :func:`hlgfa_lite.blocks.decompose`."""
+    """Check ``fn(features, kernel) -> (structure, detail)`` against :func:`hlgfa_lite.method.blocks.decompose`."""
 
     def body() -> str:
         feats = _randn(2, 3, 12, 10, seed=1)

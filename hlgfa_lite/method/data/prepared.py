@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import DataError
+from ...errors import DataError
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, DataError
+from ...errors import ConfigError, DataError
 
 DEMO_CATEGORIES: tuple[str, ...] = ("brick", "gravel", "grass")
 DEFECT_TYPES: tuple[str, ...] = ("scratch", "hole", "stain", "foreign")

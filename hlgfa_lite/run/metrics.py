@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from .errors import HLGFAError
+from ..errors import HLGFAError
 
 __all__ = ["aupro", "image_auroc", "pixel_auroc", "pro_curve", "summarize"]
 

@@ -1,7 +1,7 @@
 """What every normal model does: fit on normal per-cell vectors, score new ones.
 
 A normal model sees, per feature level, (B, C, h, w) tensors of the vectors that
-measure cross-resolution alignment (see :mod:`hlgfa_lite.anomaly_map`) and
+measure cross-resolution alignment (see :mod:`hlgfa_lite.method.anomaly_map`) and
 returns a (B, 1, h, w) energy scaled to about 1 on normal training images.
 The variants are interchangeable: ``memory`` (position-free nearest neighbour,
 the default), ``cell_gaussian``/``gaussian`` (Mahalanobis per cell / shared),

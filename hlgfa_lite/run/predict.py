@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import DataError
+from ..method.data.io import load_image
 from .checkpoint import load_run
-from .data.io import load_image
-from .errors import DataError
 
 
 def predict_files(run_dir: str | Path, images: list[str | Path], out_dir: str | Path) -> list[tuple[str, float, str]]:
     """Returns (image path, score, heatmap path) per image; writes ``out_dir/scores.csv``."""
-    from .viz import save_overlay_png
+    from ..course.figures import save_overlay_png
 
     model = load_run(run_dir)
     out_dir = Path(out_dir)

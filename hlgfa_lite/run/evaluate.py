@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .backbone import RANDOM_WEIGHTS_WARNING
+from ..method.backbone import RANDOM_WEIGHTS_WARNING
+from ..method.config import HLGFAConfig
+from ..method.data.cache import TensorSplit, decode_split
+from ..method.data.mvtec import list_samples
+from ..method.model import HLGFA
 from .checkpoint import load_run
-from .config import HLGFAConfig
-from .data.cache import TensorSplit, decode_split
-from .data.mvtec import list_samples
 from .metrics import summarize
-from .model import HLGFA
 
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
@@ -106,7 +106,7 @@ def _fit_record(run_dir: Path) -> dict:
 
 def write_figures(result: EvalResult, out_dir: Path, n: int = 8) -> list[Path]:
     """Heatmap overlays of the highest-scoring defects and good images, with ground truth."""
-    from .viz import heatmap_grid, save_figure, save_overlay_png
+    from ..course.figures import heatmap_grid, save_figure, save_overlay_png
 
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = result.split.labels

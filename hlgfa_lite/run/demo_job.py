@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import HLGFAConfig
-from .data.demo import DEMO_CATEGORIES, make_demo_dataset
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..method.config import HLGFAConfig
+from ..method.data.demo import DEMO_CATEGORIES, make_demo_dataset
 from .evaluate import METRIC_KEYS, evaluate, run_metrics, write_figures
 from .train import fit
 

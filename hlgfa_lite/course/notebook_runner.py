@@ -1,6 +1,6 @@
 """Execute the course notebooks with papermill and report per-notebook wall time.
 
-``python -m hlgfa_lite.notebook_runner --out DIR [--profile ci|classroom] [NOTEBOOK ...]``
+``python -m hlgfa_lite.course.notebook_runner --out DIR [--profile ci|classroom] [NOTEBOOK ...]``
 
 Each notebook runs in a fresh ``python3`` kernel with the notebooks folder as working
 directory and the parameters ``PROFILE`` (plus ``WORKDIR`` and ``DATA_ROOT`` as absolute
@@ -160,7 +160,7 @@ def run_notebooks(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hlgfa_lite.notebook_runner",
+        prog="python -m hlgfa_lite.course.notebook_runner",
         description="Execute the HLGFA course notebooks with papermill; executed copies go to --out.",
     )
     parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="paths, stems or numbers (default: all)")

@@ -14,7 +14,7 @@ e.g. ``gated_residual=off``), ``image AUROC 0.xxx``, ``pixel AUROC``, ``AUPRO`` 
 when served from a cache, ``cached``.
 
 Results are cached in memory (with the heatmaps) and on disk in ``cache_dir`` in the
-format and under the file names of :func:`hlgfa_lite.ablation.run_variant`, so the
+format and under the file names of :func:`hlgfa_lite.run.ablation.run_variant`, so the
 notebook's ablation table and the panel share results.
 """
 
@@ -31,12 +31,12 @@ from typing import Any
 import ipywidgets as widgets
 import numpy as np
 
-from .ablation import config_key, variant_label
-from .backbone import FrozenBackbone
-from .config import BLOCKS, HLGFAConfig
-from .data.cache import TensorSplit
-from .evaluate import METRIC_KEYS, evaluate
-from .train import fit
+from ..method.backbone import FrozenBackbone
+from ..method.config import BLOCKS, HLGFAConfig
+from ..method.data.cache import TensorSplit
+from ..run.ablation import config_key, variant_label
+from ..run.evaluate import METRIC_KEYS, evaluate
+from ..run.train import fit
 
 __all__ = ["AblationPanel", "code_fingerprint", "split_fingerprint"]
 
@@ -72,7 +72,7 @@ def _fmt(value: object, digits: int = 3) -> str:
 class AblationPanel(widgets.VBox):
     """Block switches + knobs + Run button + result, heatmaps and a comparison table.
 
-    ``train_split``/``test_split`` are decoded splits (:func:`hlgfa_lite.data.cache.decode_split`)
+    ``train_split``/``test_split`` are decoded splits (:func:`hlgfa_lite.method.data.cache.decode_split`)
     at ``base_cfg.image_size``; ``backbone`` is shared by every run (built from ``base_cfg``
     when omitted); ``cache_dir`` enables the on-disk cache; ``data_id`` names the data in
     cache keys (default: a fingerprint of the two splits and of the library code).
@@ -233,7 +233,7 @@ class AblationPanel(widgets.VBox):
     def _train(self, cfg: HLGFAConfig, key: str) -> dict[str, Any]:
         trained = fit(cfg, train_split=self.train_split, backbone=self.backbone, progress=False)
         result = evaluate(trained.model, test_split=self.test_split, progress=False)
-        row = {  # the row format of hlgfa_lite.ablation.run_variant
+        row = {  # the row format of hlgfa_lite.run.ablation.run_variant
             "variant": variant_label(cfg),
             **{k: result.metrics[k] for k in METRIC_KEYS},
             "seconds_fit": trained.seconds_fit,
@@ -270,7 +270,7 @@ class AblationPanel(widgets.VBox):
             note = "heatmaps not stored for this cached result (it came from the ablation table)"
             self.figure.outputs = ({"output_type": "stream", "name": "stdout", "text": note + "\n"},)
             return
-        from .viz import heatmap_grid
+        from .figures import heatmap_grid
 
         maps, vmax = self._maps[key]
         split = self.test_split

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import DataError
+from ...errors import DataError
 from .prepared import copy_image, staged_category
 
 CELL_TYPES: tuple[str, ...] = ("mono", "poly")

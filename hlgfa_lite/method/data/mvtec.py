@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ...errors import DataError
 from .io import IMAGE_EXTENSIONS, image_hw, is_image_file, load_image, load_mask
 
 Split = Literal["train", "test"]

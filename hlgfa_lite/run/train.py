@@ -21,16 +21,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .backbone import RANDOM_WEIGHTS_WARNING, FrozenBackbone
-from .blocks import augment_batch
+from ..errors import TrainingError
+from ..method.backbone import RANDOM_WEIGHTS_WARNING, FrozenBackbone
+from ..method.blocks import augment_batch
+from ..method.config import HLGFAConfig
+from ..method.data.cache import TensorSplit, decode_split
+from ..method.data.mvtec import list_samples
+from ..method.model import HLGFA, alignment_loss
+from ..method.selection import select_scoring
 from .checkpoint import save_checkpoint
-from .config import HLGFAConfig
-from .data.cache import TensorSplit, decode_split
-from .data.mvtec import list_samples
 from .device import resolve_device
-from .errors import TrainingError
-from .model import HLGFA, alignment_loss
-from .selection import select_scoring
 from .threads import apply_threads
 
 STATS_IMAGES = 64
@@ -200,6 +200,6 @@ def _log(run_dir: Path, record: dict) -> None:
 def _save_loss_curve(run_dir: Path, history: dict[str, list[float]]) -> None:
     if not history["loss"]:
         return
-    from .viz import loss_curve, save_figure
+    from ..course.figures import loss_curve, save_figure
 
     save_figure(loss_curve(history), run_dir / "loss_curve.png")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .backbone import FrozenBackbone
-from .config import BLOCKS, HLGFAConfig
-from .data.cache import TensorSplit
+from ..method.backbone import FrozenBackbone
+from ..method.config import BLOCKS, HLGFAConfig
+from ..method.data.cache import TensorSplit
 from .evaluate import METRIC_KEYS, EvalResult, evaluate
 from .stats import bootstrap_weights, image_ranking, paired_difference, pixel_ranking, pooled
 from .train import fit
@@ -155,7 +155,7 @@ def summarize_seeds(runs: dict[str, list[dict]], test_split: TensorSplit, cache_
 def write_table(rows: list[dict], out_dir: Path) -> tuple[Path, Path, Path]:
     """ablation.csv, ablation.md and ablation.png in ``out_dir`` (rows of :func:`run_variant`
     or :func:`ablate`: with seeds, mean ± std and the paired differences to ``full``)."""
-    from .viz import ablation_bars, save_figure
+    from ..course.figures import ablation_bars, save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cols = ["variant", *METRIC_KEYS, "seconds_fit", "ms_per_image", "final_loss"]

@@ -1,0 +1,61 @@
+"""The package's three layers (method -> run -> course) import downward only."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hlgfa_lite"
+LAYERS = ("method", "run", "course")
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(absolute module, imported at module level?) for every ``from ... import`` / ``import`` in ``path``."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    package = package.removesuffix(".__init__")
+    tree = ast.parse(path.read_text(), filename=str(path))
+    top_level = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            found.append((name, id(node) in top_level))
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, id(node) in top_level) for alias in node.names)
+    return found
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "hlgfa_lite" and parts[1] in LAYERS else None
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_a_layer_imports_only_the_layers_below_it(layer: str) -> None:
+    allowed = set(LAYERS[: LAYERS.index(layer) + 1])
+    wrong = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        for name, top_level in _imports(path):
+            target = _layer(name)
+            if target is None or target in allowed:
+                continue
+            # the one exception: a run writes its figures with the course's figure module, lazily
+            if layer == "run" and name == "hlgfa_lite.course.figures" and not top_level:
+                continue
+            wrong.append(f"{path.relative_to(PACKAGE)} imports {name}")
+    assert not wrong, "upward imports:\n" + "\n".join(wrong)
+
+
+def test_the_layer_check_sees_relative_imports() -> None:
+    """Guard the guard: the run layer's imports of the method are found and resolved."""
+    names = {name for name, _ in _imports(PACKAGE / "run" / "train.py")}
+    assert "hlgfa_lite.method.model" in names
+    assert "hlgfa_lite.course.figures" in names  # the lazy one
+    assert {name for name, _ in _imports(PACKAGE / "method" / "data" / "io.py")} >= {"hlgfa_lite.errors"}

@@ -35,6 +35,18 @@ def test_synthetic_defects_change_only_their_mask() -> None:
     assert torch.equal(bad, again)
 
 
+def test_grey_defects_stay_grey_on_grey_images_only() -> None:
+    grey = (torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25).expand(4, 3, 64, 64)
+    coloured, masks = with_synthetic_defects(grey, seed=0)
+    assert (coloured.amax(dim=1) - coloured.amin(dim=1)).amax() > 0.02  # stains and patches are tinted
+    kept_grey, grey_masks = with_synthetic_defects(grey, seed=0, grey=True)
+    assert torch.equal(masks, grey_masks) and (kept_grey.amax(dim=1) - kept_grey.amin(dim=1)).amax() < 1e-6
+    colour = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(with_synthetic_defects(colour, seed=0, grey=True)[0], with_synthetic_defects(colour, seed=0)[0])
+    fainter, _ = with_synthetic_defects(grey, seed=0, opacity=0.1)
+    assert (fainter - grey).abs().sum() < (coloured - grey).abs().sum()
+
+
 def _split(aligned: bool, n: int = 16, size: int = 64) -> TensorSplit:
     """A bright square on dark ground: at the same place in every image (aligned) or anywhere."""
     rng = np.random.default_rng(0)

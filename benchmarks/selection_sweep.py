@@ -20,7 +20,15 @@ import numpy as np
 import real_data as rd
 
 from hlgfa_lite.method.config import HLGFAConfig
-from hlgfa_lite.method.selection import DEFECT_KINDS, DEFECT_OPACITY, MARGIN, fit_candidates, held_out_aurocs
+from hlgfa_lite.method.selection import (
+    DEFECT_OPACITY,
+    MARGIN,
+    choose,
+    fit_candidates,
+    held_out_aurocs,
+    held_out_scores,
+    held_out_set,
+)
 from hlgfa_lite.run.train import calibration_batches, fit, load_train_split
 
 DEFECTS = {
@@ -57,15 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIP {label}: too few training images to hold any out")
         return 0
     print(f"{label}: {len(held)} held out; image / pixel AUROC; cell_gaussian - memory (auto's margin {MARGIN})")
-    diffs = []  # (defect kwargs, cell_gaussian - memory)
+    good = train_split.batch(held)
     for name, defects in DEFECTS.items():
-        found = {c: held_out_aurocs(model, configs[c], fits[c, "kept"], train_split, held, **defects) for c in configs}
+        held_out = held_out_set(good, cfg.seed, **defects)
+        found = {c: held_out_aurocs(model, configs[c], fits[c, "kept"], held_out) for c in configs}
         row = "  ".join(f"{c} {a:.3f} / {b:.3f}" for c, (a, b) in found.items())
-        diffs.append((defects, float(np.mean(found["cell_gaussian"]) - np.mean(found["memory"]))))
-        print(f"{label} {name:28s} {row}  diff {diffs[-1][1]:+.3f}", flush=True)
-    auto = float(np.mean([d for kind in DEFECT_KINDS for defects, d in diffs if defects == kind]))
-    chosen = "cell_gaussian" if auto > MARGIN else "memory"
-    print(f"{label} auto (mean over its {len(DEFECT_KINDS)} defect kinds): {auto:+.4f} -> {chosen}", flush=True)
+        diff = np.mean(found["cell_gaussian"]) - np.mean(found["memory"])
+        print(f"{label} {name:28s} {row}  diff {diff:+.3f}", flush=True)
+    scores = held_out_scores(model, configs, fits, train_split, held, cfg.seed)  # exactly what auto computes
+    diff = scores["cell_gaussian"] - scores["memory"]
+    print(f"{label} auto (its defect kinds): {diff:+.4f} -> {choose(scores)}", flush=True)
     return 0
 
 

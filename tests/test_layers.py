@@ -13,9 +13,8 @@ LAYERS = ("method", "run", "course")
 
 def _imports(path: Path) -> list[tuple[str, bool]]:
     """(absolute module, imported at module level?) for every ``from ... import`` / ``import`` in ``path``."""
-    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    package = package.removesuffix(".__init__")
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)  # x.y.__init__ for a package
+    package = module.rsplit(".", 1)[0]
     tree = ast.parse(path.read_text(), filename=str(path))
     top_level = {id(node) for node in tree.body}
     found = []

@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 import torch
 
+from hlgfa_lite.method import selection
 from hlgfa_lite.method.config import HLGFAConfig
 from hlgfa_lite.method.data.cache import TensorSplit
 from hlgfa_lite.method.data.mvtec import Sample
-from hlgfa_lite.method.selection import CANDIDATES, held_out_indices, select_scoring, with_synthetic_defects
+from hlgfa_lite.method.selection import (
+    CANDIDATES,
+    choose,
+    held_out_indices,
+    held_out_scores,
+    select_scoring,
+    with_synthetic_defects,
+)
 from hlgfa_lite.run.checkpoint import load_run
 from hlgfa_lite.run.train import fit
 
@@ -57,6 +65,32 @@ def _split(aligned: bool, n: int = 16, size: int = 64) -> TensorSplit:
         images[i] = np.clip(images[i] + rng.normal(0, 6, (1, size, size)), 0, 255).astype(np.uint8)
     samples = [Sample(Path(f"{i}.png"), 0, "good", None) for i in range(n)]
     return TensorSplit(samples, torch.from_numpy(images), torch.zeros(n, 1, size, size, dtype=torch.bool))
+
+
+def test_held_out_sets_are_drawn_once_and_grey_only_where_it_differs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every candidate scores the same defect sets; on colour images the grey kind adds no second set."""
+    seen: list[tuple[str, torch.Tensor]] = []
+
+    def fake_aurocs(model, cfg, generator, held_out):
+        seen.append((cfg.scoring, held_out.images))
+        return (1.0, 0.5) if cfg.scoring == "memory" else (0.8, 0.6)
+
+    monkeypatch.setattr(selection, "held_out_aurocs", fake_aurocs)
+    configs = {name: HLGFAConfig().with_overrides(over) for name, over in CANDIDATES.items()}
+    fits = {(name, "kept"): None for name in CANDIDATES}
+    grey = _split(aligned=True)
+    scores = held_out_scores(None, configs, fits, grey, [1, 5, 9], seed=0)
+    assert scores == pytest.approx({"memory": 0.75, "cell_gaussian": 0.7})
+    assert [name for name, _ in seen] == ["memory", "memory", "cell_gaussian", "cell_gaussian"]
+    assert torch.equal(seen[0][1], seen[2][1]) and not torch.equal(seen[0][1], seen[1][1])
+    seen.clear()
+    colour = grey.images.clone()
+    colour[:, 0] //= 2  # channels differ: the grey kind draws the same defects as the first
+    held_out_scores(None, configs, fits, TensorSplit(grey.samples, colour, grey.masks), [1, 5, 9], seed=0)
+    assert [name for name, _ in seen] == ["memory", "cell_gaussian"]
+    assert choose({"memory": 0.90, "cell_gaussian": 0.905}) == "memory"
+    assert choose({"memory": 0.90, "cell_gaussian": 0.92}) == "cell_gaussian"
+    assert choose({}) == "memory"
 
 
 @pytest.mark.slow

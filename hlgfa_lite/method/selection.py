@@ -68,8 +68,7 @@ def with_synthetic_defects(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One synthetic defect per (B, 3, S, S) image in [0, 1]; returns (images, bool masks (B, S, S)).
 
-    ``grey``: on grey-level images (equal channels) the defect is grey too (not used by ``auto``:
-    measured in the README, it does not rank the candidates better)."""
+    ``grey``: on grey-level images (equal channels) the defect is grey too (one of ``DEFECT_KINDS``)."""
     rng = np.random.default_rng(seed)
     out, masks = [], []
     for i, img in enumerate(images):
@@ -130,32 +129,61 @@ def select_scoring(
     model, cfg: HLGFAConfig, split: TensorSplit, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
 ) -> Selection:
     """Choose the normal model and leave ``model`` calibrated with it on every training image
-    (:func:`fit_candidates`, then the mean of :func:`held_out_aurocs` of each candidate fitted on
-    the kept images)."""
+    (:func:`fit_candidates`, then :func:`held_out_scores` of each candidate fitted on the kept images)."""
     configs, fits, held = fit_candidates(model, cfg, split, batches)
-    names = list(configs)
-    scores = {}  # candidate -> mean of image and pixel AUROC on the held-out images, over the defect kinds
-    for name in names if held else []:
-        found = [held_out_aurocs(model, configs[name], fits[name, "kept"], split, held, **k) for k in DEFECT_KINDS]
-        scores[name] = float(np.mean(found))
-    first = names[0]
-    best = max(scores, key=lambda k: scores[k] - (0.0 if k == first else MARGIN)) if scores else first
+    scores = held_out_scores(model, configs, fits, split, held, cfg.seed) if held else {}
+    best = choose(scores)
     model.set_scoring(configs[best], fits[best, "all"])
     return Selection(best, scores, len(held))
 
 
-def held_out_aurocs(
-    model, cfg: HLGFAConfig, generator, split: TensorSplit, held: list[int], **defects: Any
-) -> tuple[float, float]:
-    """(image AUROC, pixel AUROC) of ``generator`` on the held-out images, each with and without a
-    synthetic defect (``defects``: keyword arguments of :func:`with_synthetic_defects`)."""
-    model.set_scoring(cfg, generator)
-    good = split.batch(held)
-    bad, masks = with_synthetic_defects(good, cfg.seed, **defects)
-    images = torch.cat([good, bad])
+def choose(scores: dict[str, float]) -> str:
+    """The first candidate, unless another's held-out score is higher by more than ``MARGIN``."""
+    first = next(iter(CANDIDATES))
+    return max(scores, key=lambda k: scores[k] - (0.0 if k == first else MARGIN)) if scores else first
+
+
+@dataclass
+class HeldOut:
+    """Held-out images with and without synthetic defects, and the truth to score them against."""
+
+    images: torch.Tensor
+    labels: np.ndarray
+    pixel_truth: np.ndarray
+
+
+def held_out_set(good: torch.Tensor, seed: int, **defects: Any) -> HeldOut:
+    """``good`` followed by each with one synthetic defect (``defects``: keyword arguments of
+    :func:`with_synthetic_defects`)."""
+    bad, masks = with_synthetic_defects(good, seed, **defects)
     labels = np.r_[np.zeros(len(good)), np.ones(len(bad))]
     pixel_truth = torch.cat([torch.zeros_like(masks), masks]).numpy().reshape(-1)
-    s, maps = zip(*(model.predict(images[i : i + cfg.batch_size]) for i in range(0, len(images), cfg.batch_size)))
-    image_auc = roc_auc_score(labels, torch.cat(s).numpy())
-    pixel_auc = roc_auc_score(pixel_truth, torch.cat(maps)[:, 0].numpy().reshape(-1))
+    return HeldOut(torch.cat([good, bad]), labels, pixel_truth)
+
+
+def held_out_scores(
+    model, configs: dict[str, HLGFAConfig], fits: Fits, split: TensorSplit, held: list[int], seed: int
+) -> dict[str, float]:
+    """Candidate -> mean of image and pixel AUROC on the held-out images over ``DEFECT_KINDS``, its
+    normal model fitted on the kept images. Each kind's images are drawn once; a kind that draws the
+    same images as an earlier one (grey on colour images) is not scored again."""
+    good = split.batch(held)
+    sets: list[HeldOut] = []
+    for kind in DEFECT_KINDS:
+        s = held_out_set(good, seed, **kind)
+        if not any(torch.equal(s.images, other.images) for other in sets):
+            sets.append(s)
+    return {
+        name: float(np.mean([held_out_aurocs(model, c, fits[name, "kept"], s) for s in sets]))
+        for name, c in configs.items()
+    }
+
+
+def held_out_aurocs(model, cfg: HLGFAConfig, generator, held_out: HeldOut) -> tuple[float, float]:
+    """(image AUROC, pixel AUROC) of ``generator`` (built for ``cfg``) on a :class:`HeldOut` set."""
+    model.set_scoring(cfg, generator)
+    images, step = held_out.images, cfg.batch_size
+    s, maps = zip(*(model.predict(images[i : i + step]) for i in range(0, len(images), step)))
+    image_auc = roc_auc_score(held_out.labels, torch.cat(s).numpy())
+    pixel_auc = roc_auc_score(held_out.pixel_truth, torch.cat(maps)[:, 0].numpy().reshape(-1))
     return float(image_auc), float(pixel_auc)

@@ -86,6 +86,15 @@ def test_missing_mask_in_existing_ground_truth_folder(root: Path) -> None:
         list_samples(root, "widget", "test")
 
 
+def test_mask_named_like_its_image(root: Path) -> None:
+    """VisA-style ground truth: the mask has the image's own stem, no ``_mask`` suffix."""
+    gt = root / "widget" / "ground_truth" / "crack"
+    (gt / "002_mask.png").rename(gt / "002.png")
+    samples = list_samples(root, "widget", "test")
+    assert samples[1].mask_path == gt / "002.png"
+    assert samples[0].mask_path == gt / "001_mask.png"
+
+
 def test_missing_root_and_wrong_category(root: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="nowhere"):
         list_categories(tmp_path / "nowhere")

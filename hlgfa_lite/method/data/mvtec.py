@@ -4,7 +4,7 @@ Layout::
 
     <root>/<category>/train/good/*.png
     <root>/<category>/test/<type>/*.png            (type 'good' = normal, anything else = defect)
-    <root>/<category>/ground_truth/<type>/<stem>_mask.png
+    <root>/<category>/ground_truth/<type>/<stem>_mask.png   (or <stem>.png, as VisA names them)
 
 A defect type without a ``ground_truth/<type>`` folder is allowed (image-level metrics only); once
 that folder exists every image of the type needs its mask.
@@ -85,10 +85,12 @@ def _category_dir(root: Path, category: str) -> Path:
 
 
 def _find_mask(gt_dir: Path, stem: str) -> Path | None:
-    for ext in IMAGE_EXTENSIONS:
-        for candidate in (gt_dir / f"{stem}_mask{ext}", gt_dir / f"{stem}_mask{ext.upper()}"):
-            if candidate.is_file():
-                return candidate
+    """``<stem>_mask.<ext>`` (MVTec AD), else ``<stem>.<ext>`` (VisA and many in-house sets)."""
+    for name in (f"{stem}_mask", stem):
+        for ext in IMAGE_EXTENSIONS:
+            for candidate in (gt_dir / f"{name}{ext}", gt_dir / f"{name}{ext.upper()}"):
+                if candidate.is_file():
+                    return candidate
     return None
 
 
@@ -108,8 +110,8 @@ def _test_samples(cat_dir: Path) -> list[Sample]:
             mask = _find_mask(gt_dir, img.stem) if use_masks else None
             if use_masks and mask is None:
                 raise DataError(
-                    f"{gt_dir / (img.stem + '_mask.png')}: mask missing for {img}; "
-                    f"add it or remove {gt_dir} to use image-level metrics only"
+                    f"{gt_dir / (img.stem + '_mask.png')}: mask missing for {img} (also looked for "
+                    f"{img.stem}.png); add it or remove {gt_dir} to use image-level metrics only"
                 )
             samples.append(Sample(img, 0 if kind == "good" else 1, kind, mask))
     return samples

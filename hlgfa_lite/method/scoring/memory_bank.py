@@ -50,7 +50,8 @@ POOL_FACTOR = 64
 """Cells sampled per level while fitting, as a multiple of the memory size (4096 x 64 = 262k cells:
 all of a 256-image set's stride-8 cells; peak memory ~0.3 GB per memory bank, flat in the number of
 images). Screw (320 images, 327k cells), image AUROC: 16x pool 0.967 / 0.940 / 0.963 / 0.963 over
-four seeds of the memory bank, 64x 0.975 / 0.969 over two: the larger sample scores higher and varies less."""
+four seeds of the memory bank, 64x 0.975 / 0.969 over two (0.974 / 0.969 / 0.960 / 0.960 over four, re-measured):
+the larger sample scores higher and varies less."""
 
 
 def aggregate(x: torch.Tensor, neighbourhood: int) -> torch.Tensor:

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     train_split = load_train_split(cfg, root, category, progress=False)
     if nth > 1:
         train_split = rd.every_nth(train_split, nth)
-    model = fit(cfg.with_overrides({"scoring": "memory"}), train_split=train_split, progress=False).model
+    # the refiners do not depend on the normal model; "none" keeps fit() from calibrating one that is not used
+    model = fit(cfg.with_overrides({"scoring": "none"}), train_split=train_split, progress=False).model
     batches = calibration_batches(cfg, train_split, with_indices=True)
     configs, fits, held = fit_candidates(model, cfg.with_overrides({"scoring": "auto"}), train_split, batches)
     if not held:

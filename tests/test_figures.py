@@ -114,8 +114,20 @@ def test_ablation_bars_count_excludes_missing_values(tmp_path: Path) -> None:
     assert {"0.950", "0.100", "1.000"} <= texts and "n/a" in texts
     assert [t.get_text() for t in ax.get_xticklabels()] == ["full", "no_guidance", "image_only"]
     _valid_png(figures.save_figure(fig, tmp_path / "ablation.png"))
+    assert len({tuple(p.get_facecolor()) for p in ax.patches}) == 3  # one colour per metric
     one = figures.ablation_bars(rows, metrics=("image_auroc",))
     assert len(one.axes[0].patches) == 3
+
+
+def test_ablation_bars_leave_out_metrics_no_row_has() -> None:
+    """Image-level data: no pixel bars, no n/a columns, a legend with image AUROC only, its usual colour."""
+    rows = [{"variant": "full", "image_auroc": 0.95, "pixel_auroc": None}, {"variant": "all_off", "image_auroc": 0.9}]
+    ax = figures.ablation_bars(rows).axes[0]
+    assert len(ax.patches) == 2
+    assert "n/a" not in {t.get_text() for t in ax.texts}
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["image_auroc"]
+    pixel_first = figures.ablation_bars(rows, metrics=("pixel_auroc", "image_auroc")).axes[0]
+    assert pixel_first.patches[0].get_facecolor() != ax.patches[0].get_facecolor()  # C1: colours follow metrics
 
 
 def test_feature_panel_rows_and_columns(tmp_path: Path) -> None:

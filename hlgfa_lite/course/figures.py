@@ -197,20 +197,23 @@ def ablation_bars(
     """Grouped bars: one group per row (variant), one bar per metric, value written on each bar;
     error bars show ``<metric>_std`` (spread over seeds) where rows carry it.
 
-    A missing or None metric draws no bar (``n/a`` at its foot); y runs from 0 to 1.
+    A missing or None metric draws no bar (``n/a`` at its foot); a metric no row has (pixel metrics
+    of image-level data) is left out, legend included. Each metric keeps its colour; y runs from 0 to 1.
     """
     if not rows:
         raise HLGFAError("ablation_bars: no rows to plot")
+    colours = {m: f"C{j}" for j, m in enumerate(metrics)}
+    metrics = [m for m in metrics if any(r.get(m) is not None for r in rows)] or list(metrics[:1])
     names = [str(r.get(name_key, i)) for i, r in enumerate(rows)]
     x = np.arange(len(rows), dtype=np.float64)
     width = 0.8 / len(metrics)
-    fig = Figure(figsize=(max(6.0, 1.0 + 0.35 * len(rows) * len(metrics)), 4.2), layout="constrained")
+    fig = Figure(figsize=(max(6.0, 1.0 + 0.35 * len(rows) * max(len(metrics), 2)), 4.2), layout="constrained")
     ax = fig.subplots()
     for j, metric in enumerate(metrics):
         xs = x - 0.4 + width * (j + 0.5)
         vals = [r.get(metric) for r in rows]
         have = [k for k, v in enumerate(vals) if v is not None]
-        bars = ax.bar(xs[have], [float(vals[k]) for k in have], width * 0.92, label=metric)  # type: ignore[arg-type]
+        bars = ax.bar(xs[have], [float(vals[k]) for k in have], width * 0.92, label=metric, color=colours[metric])  # type: ignore[arg-type]
         stds = [rows[k].get(f"{metric}_std") for k in have]
         if any(stds):  # spread over seeds (ablate --seeds N)
             ax.errorbar(xs[have], [float(vals[k]) for k in have], yerr=[float(v or 0.0) for v in stds],  # type: ignore[arg-type]

@@ -34,9 +34,10 @@ def test_budget_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ram_budget_bytes() == 256 << 20
     monkeypatch.setenv("HLGFA_IMAGE_CACHE_MB", "0")
     assert ram_budget_bytes() == 0
-    monkeypatch.setenv("HLGFA_IMAGE_CACHE_MB", "lots")
-    with pytest.raises(DataError, match="HLGFA_IMAGE_CACHE_MB='lots'"):
-        ram_budget_bytes()
+    for bad in ("lots", "nan", "inf"):
+        monkeypatch.setenv("HLGFA_IMAGE_CACHE_MB", bad)
+        with pytest.raises(DataError, match=f"HLGFA_IMAGE_CACHE_MB='{bad}'"):
+            ram_budget_bytes()
 
 
 def test_no_room_for_the_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ process's own memory stays flat in the number of training images.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ def ram_budget_bytes() -> int:
         return DEFAULT_BUDGET_MB << 20
     try:
         mb = float(raw)
+        if not math.isfinite(mb):
+            raise ValueError(raw)
     except ValueError:
         msg = f"HLGFA_IMAGE_CACHE_MB={raw!r}: expected a number of megabytes (0 = keep images on disk)"
         raise DataError(msg) from None

@@ -58,3 +58,42 @@ def test_threads_env_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         threads.auto_threads.cache_clear()
         torch.set_num_threads(before)
+
+
+def test_keep_freed_memory_respects_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """glibc's thresholds are raised once per process, unless turned off or set by the user."""
+    import sys
+
+    from hlgfa_lite.run import allocator
+
+    for name in (*allocator.YOURS, "HLGFA_KEEP_MEMORY"):
+        monkeypatch.delenv(name, raising=False)
+    for env in ({"HLGFA_KEEP_MEMORY": "0"}, {"MALLOC_TRIM_THRESHOLD_": "131072"}, {"GLIBC_TUNABLES": "x=1"}):
+        allocator.keep_freed_memory.cache_clear()
+        with monkeypatch.context() as m:
+            for k, v in env.items():
+                m.setenv(k, v)
+            assert allocator.keep_freed_memory() is False, env
+    allocator.keep_freed_memory.cache_clear()
+    calls = []
+    monkeypatch.setattr(
+        allocator.ctypes, "CDLL", lambda name: type("C", (), {"mallopt": lambda s, p, v: calls.append((p, v)) or 1})()
+    )
+    assert allocator.keep_freed_memory() is sys.platform.startswith("linux")
+    if sys.platform.startswith("linux"):
+        assert calls == [(allocator.M_MMAP_THRESHOLD, 32 << 20), (allocator.M_TRIM_THRESHOLD, 1 << 30)]
+    allocator.keep_freed_memory.cache_clear()
+
+
+def test_keep_freed_memory_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hlgfa_lite.run import allocator
+
+    def no_libc(name: str):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    for name in (*allocator.YOURS, "HLGFA_KEEP_MEMORY"):
+        monkeypatch.delenv(name, raising=False)
+    allocator.keep_freed_memory.cache_clear()
+    monkeypatch.setattr(allocator.ctypes, "CDLL", no_libc)
+    assert allocator.keep_freed_memory() is False
+    allocator.keep_freed_memory.cache_clear()

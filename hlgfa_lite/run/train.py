@@ -29,6 +29,7 @@ from ..method.data.cache import TensorSplit, decode_split
 from ..method.data.mvtec import list_samples
 from ..method.model import HLGFA, alignment_loss
 from ..method.selection import select_scoring
+from .allocator import keep_freed_memory
 from .checkpoint import save_checkpoint
 from .device import resolve_device
 from .threads import apply_threads
@@ -43,6 +44,7 @@ def set_determinism(seed: int, threads: int = 0) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     apply_threads(threads)
+    keep_freed_memory()
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 

@@ -6,9 +6,9 @@ one costs a page fault per 4 kB on first touch: fitting 381 Magnetic Tile images
 of it in the kernel (39 million minor page faults). With the mmap threshold at glibc's maximum
 (32 MB) and the trim threshold at 1 GB those blocks stay in the heap and are reused: 100 s, 17 s in
 the kernel, peak RSS 2,483 -> 2,644 MB (measured; inference at batch 1 unchanged). Applied by
-``fit`` and the CLI where glibc is the C library; a no-op elsewhere, or when you set
-``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` or ``GLIBC_TUNABLES`` yourself;
-``HLGFA_KEEP_MEMORY=0`` turns it off.
+``fit`` (every command that trains goes through it) where glibc is the C library; a no-op
+elsewhere, or when you set ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` or
+``GLIBC_TUNABLES`` yourself; ``HLGFA_KEEP_MEMORY=0`` turns it off.
 """
 
 from __future__ import annotations

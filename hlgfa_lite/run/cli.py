@@ -163,10 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from .allocator import keep_freed_memory
         from .threads import apply_threads
 
-        keep_freed_memory()  # training and calibration reuse freed blocks instead of page-faulting new ones
         apply_threads(0)  # evaluate/predict too: idle cores only (a run's num_threads applies in training)
         args.func(args)
     except HLGFAError as exc:

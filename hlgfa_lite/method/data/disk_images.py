@@ -38,6 +38,14 @@ def ram_budget_bytes() -> int:
     return max(0, int(mb * (1 << 20)))
 
 
+def _no_room(what: str, exc: OSError) -> DataError:
+    """The one error for a temporary file that cannot be made or written: where, why, and the fix."""
+    return DataError(
+        f"{what} in a temporary file in {tempfile.gettempdir()}: {exc}; "
+        "point TMPDIR at a disk with room, or raise HLGFA_IMAGE_CACHE_MB"
+    )
+
+
 class DiskImages:
     """uint8 images of one shape in an anonymous temporary file (deleted when closed or collected).
 
@@ -51,10 +59,7 @@ class DiskImages:
             self._file = tempfile.TemporaryFile(prefix="hlgfa_images_")  # noqa: SIM115
             self._file.truncate(count * self._item)
         except OSError as exc:
-            raise DataError(
-                f"cannot keep {count} decoded images ({count * self._item >> 20} MB) in a temporary file in "
-                f"{tempfile.gettempdir()}: {exc}; point TMPDIR at a disk with room, or raise HLGFA_IMAGE_CACHE_MB"
-            ) from exc
+            raise _no_room(f"cannot keep {count} decoded images ({count * self._item >> 20} MB)", exc) from exc
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -65,10 +70,7 @@ class DiskImages:
             self._file.seek(int(i) * self._item)
             self._file.write(data.tobytes())
         except OSError as exc:
-            raise DataError(
-                f"writing decoded images to {tempfile.gettempdir()} failed: {exc}; point TMPDIR at a disk with "
-                "room, or raise HLGFA_IMAGE_CACHE_MB"
-            ) from exc
+            raise _no_room("writing decoded images failed", exc) from exc
 
     def __getitem__(self, index: int | slice | Sequence[int] | torch.Tensor) -> torch.Tensor:
         rows = torch.arange(len(self))[index]

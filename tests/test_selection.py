@@ -14,6 +14,7 @@ from hlgfa_lite.method.data.cache import TensorSplit
 from hlgfa_lite.method.data.mvtec import Sample
 from hlgfa_lite.method.selection import (
     CANDIDATES,
+    candidate_config,
     choose,
     held_out_indices,
     held_out_scores,
@@ -76,7 +77,7 @@ def test_held_out_sets_are_drawn_once_and_grey_only_where_it_differs(monkeypatch
         return (1.0, 0.5) if cfg.scoring == "memory" else (0.8, 0.6)
 
     monkeypatch.setattr(selection, "held_out_aurocs", fake_aurocs)
-    configs = {name: HLGFAConfig().with_overrides(over) for name, over in CANDIDATES.items()}
+    configs = {name: candidate_config(name, HLGFAConfig()) for name in CANDIDATES}
     fits = {(name, "kept"): None for name in CANDIDATES}
     grey = _split(aligned=True)
     scores = held_out_scores(None, configs, fits, grey, [1, 5, 9], seed=0)
@@ -102,9 +103,39 @@ def test_auto_scoring_is_chosen_recorded_and_reloaded(tmp_path: Path, backbone, 
     assert chosen in CANDIDATES and set(result.selected["selection_scores"]) == set(CANDIDATES)
     assert result.model.cfg.scoring == chosen and result.selected["held_out"] == 3
     reloaded = load_run(tmp_path / "run")
-    assert reloaded.cfg.scoring == chosen
+    assert reloaded.cfg.scoring == chosen and reloaded.cfg.level_weights == result.model.cfg.level_weights
     images = split.batch([0, 1])
     torch.testing.assert_close(reloaded.predict(images)[1], result.model.predict(images)[1])
+
+
+def test_cell_candidate_scores_the_coarsest_level_only() -> None:
+    """Per-position statistics need cells coarser than the parts' misregistration; memory keeps every level."""
+    cfg = HLGFAConfig()
+    assert cfg.level_weights == (0.0, 1.0, 2.0)
+    cell, memory = candidate_config("cell_gaussian", cfg), candidate_config("memory", cfg)
+    assert cell.scoring == "cell_gaussian" and cell.level_weights == (0.0, 0.0, 1.0)
+    assert memory.scoring == "memory" and memory.level_weights == cfg.level_weights
+    odd = cfg.with_overrides({"level_weights": [1.0, 2.0, 0.0]})  # the coarsest *scored* level
+    assert candidate_config("cell_gaussian", odd).level_weights == (0.0, 1.0, 0.0)
+
+
+@pytest.mark.slow
+def test_chosen_cell_candidate_is_fitted_and_reloaded_with_its_levels(
+    tmp_path: Path, backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selection, "choose", lambda scores: "cell_gaussian")
+    cfg = tiny_cfg.with_overrides({"epochs": 1, "max_train_images": 0, "scoring": "auto", "memory_size": 256})
+    split = _split(aligned=True)
+    result = fit(cfg, train_split=split, backbone=backbone, out_dir=tmp_path / "run", progress=False)
+    model = result.model
+    assert result.selected["scoring_selected"] == "cell_gaussian"
+    assert model.cfg.scoring == "cell_gaussian" and model.cfg.level_weights == (0.0, 0.0, 1.0)
+    normal = model.map_generator.normal
+    assert not normal.mean1.any() and normal.mean2.abs().sum() > 0  # the finer level was never fitted
+    reloaded = load_run(tmp_path / "run")
+    assert reloaded.cfg.level_weights == (0.0, 0.0, 1.0)
+    images = split.batch([0, 1])
+    torch.testing.assert_close(reloaded.predict(images)[1], model.predict(images)[1])
 
 
 @pytest.mark.slow
@@ -123,7 +154,7 @@ def test_selection_scores_every_candidate_in_one_pass(backbone, tiny_cfg: HLGFAC
     assert model.cfg.scoring == choice.scoring
     images = split.batch([0, 5])
     chosen = model.predict(images)[1]
-    model.set_scoring(cfg.with_overrides({"scoring": choice.scoring}))
+    model.set_scoring(candidate_config(choice.scoring, cfg))
     model.calibrate(calibration_batches(model.cfg, split))
     torch.testing.assert_close(chosen, model.predict(images)[1])
     few = TensorSplit(split.samples[:5], split.images[:5], split.masks[:5])

@@ -29,7 +29,8 @@ def _stored(key: str, cfg: HLGFAConfig) -> bool:
 
 
 def save_checkpoint(path: str | Path, model: HLGFA, cfg: HLGFAConfig, *, calibrated: bool, epoch: int) -> None:
-    """Also records the normal model in use (what ``scoring=auto`` chose), needed to rebuild the model."""
+    """Also records the normal model in use and the levels it scores (what ``scoring=auto`` chose),
+    needed to rebuild the model."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if _stored(k, cfg)}
     payload = {
         "format": FORMAT,
@@ -38,6 +39,7 @@ def save_checkpoint(path: str | Path, model: HLGFA, cfg: HLGFAConfig, *, calibra
         "calibrated": calibrated,
         "epoch": epoch,
         "scoring_in_use": scoring_in_use(model.cfg),
+        "level_weights_in_use": list(model.cfg.level_weights),
     }
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -82,7 +84,10 @@ def load_run(run_dir: str | Path, device: str | None = None) -> HLGFA:
     chosen = payload.get("scoring_in_use")
     if cfg.scoring == "auto" and chosen not in SCORINGS[1:]:
         raise ConfigError(f"{run_dir / 'checkpoint.pt'}: scoring=auto but no chosen normal model recorded; retrain")
-    model = HLGFA(cfg.with_overrides({"scoring": chosen}) if cfg.scoring == "auto" else cfg)
+    if cfg.scoring == "auto":  # the chosen candidate's levels (checkpoints without them: the config's)
+        levels = payload.get("level_weights_in_use", cfg.level_weights)
+        cfg = cfg.with_overrides({"scoring": chosen, "level_weights": levels})
+    model = HLGFA(cfg)
     load_model_state(model, payload["state_dict"], run_dir / "checkpoint.pt")
     model.eval()
     return model.to(resolve_device(device or cfg.device))

@@ -2,15 +2,16 @@
 
 Aligned parts (tiles photographed the same way) are best described cell by cell
 (``cell_gaussian``, on the coarsest level: cells coarser than the parts' misregistration);
-objects that move or turn, and textures, need a position-free model (``memory``). Which one a dataset needs is measured, not guessed: a few
-training images are held out, each gets a synthetic defect (scratch, hole, stain,
-foreign patch — the generators of the demo data), and every candidate, calibrated on
-the remaining training images, scores the held-out images with and without defects.
-On grey-level images every defect is scored twice, as drawn (stains and patches are
-tinted) and in grey (``DEFECT_KINDS``). ``memory`` makes no assumption about where things
-are, so it is the default choice; ``cell_gaussian`` replaces it only when it is clearly
-better there (by more than ``MARGIN`` in the mean of image and pixel AUROC over the defect
-kinds). Only defect-free images are used: nothing is tuned to a test set.
+objects that move or turn, and textures, need a position-free model (``memory``). Which
+one a dataset needs is measured, not guessed: a few training images are held out, each
+gets a synthetic defect (scratch, hole, stain, foreign patch — the generators of the demo
+data), and every candidate, calibrated on the remaining training images, scores the
+held-out images with and without defects. On grey-level images every defect is scored
+twice, as drawn (stains and patches are tinted) and in grey (``DEFECT_KINDS``). ``memory``
+makes no assumption about where things are, so it is the default choice; ``cell_gaussian``
+replaces it only when it is clearly better there (by more than ``MARGIN`` in the mean of
+image and pixel AUROC over the defect kinds). Only defect-free images are used: nothing is
+tuned to a test set.
 """
 
 from __future__ import annotations

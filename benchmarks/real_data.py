@@ -141,7 +141,8 @@ def run_one(label, root, category, nth, base, cfg: HLGFAConfig, args, backbone) 
     if nth > 1:
         train_split = every_nth(train_split, nth)
     test_split = load_test_split(root, category, cfg.image_size, progress=False)
-    if label in SYNTHETIC_TEST:
+    synthetic = label in SYNTHETIC_TEST
+    if synthetic:
         test_split = synthetic_test_split(test_split)
     trained = fit(cfg, train_split=train_split, backbone=backbone, progress=False)
     model = trained.model
@@ -164,7 +165,7 @@ def run_one(label, root, category, nth, base, cfg: HLGFAConfig, args, backbone) 
         **trained.selected,
         "threads": torch.get_num_threads(),
     }
-    if label in SYNTHETIC_TEST:
+    if synthetic:
         row["per_type"] = per_type(result)
     for vname, over in args.variants.items():
         vcfg = cfg.with_overrides(over)
@@ -179,7 +180,7 @@ def run_one(label, root, category, nth, base, cfg: HLGFAConfig, args, backbone) 
             "ms_per_image": m["ms_per_image"],
             "seconds_calibrate": calib,
         }
-        if label in SYNTHETIC_TEST:
+        if synthetic:
             row["variants"][vname]["per_type"] = per_type(vresult)
     if args.determinism:
         again = evaluate(
@@ -259,18 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['dataset']} | {r['n_train']} | {r.get('scoring_selected', '')} | {fmt(r['image_auroc'])} | "
-            f"{fmt(r['pixel_auroc'])} | "
-            f"{fmt(r['pixel_aupro'])} | {r['seconds_fit']:.0f} | {r['ms_interleaved']:.1f} | "
-            f"{r['backbone_ms']:.1f} | {r['latency_ratio']:.2f} |"
+            f"| {r['dataset']} | {r['n_train']} | {r.get('scoring_selected', '')} | {figures(r)} | "
+            f"{r['seconds_fit']:.0f} | {r['ms_interleaved']:.1f} | {r['backbone_ms']:.1f} | {r['latency_ratio']:.2f} |"
         )
         for t, v in r.get("per_type", {}).items():
             print(f"|  ↳ good vs {t} only | | | {figures(v)} |")
         for vname, v in r.get("variants", {}).items():
-            print(
-                f"|  ↳ {vname} | | | {fmt(v['image_auroc'])} | {fmt(v['pixel_auroc'])} | {fmt(v['pixel_aupro'])} "
-                f"| +{v['seconds_calibrate']:.0f} | {v['ms_per_image']:.1f} | | |"
-            )
+            print(f"|  ↳ {vname} | | | {figures(v)} | +{v['seconds_calibrate']:.0f} | {v['ms_per_image']:.1f} | | |")
             for t, pv in v.get("per_type", {}).items():
                 print(f"|  ↳ {vname}, good vs {t} | | | {figures(pv)} |")
     print("\n| dataset | figure | measured | bar | status |\n|---|---|---|---|---|")

@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 # torch 2.14.1 and torchvision 0.29.1 are pinned (constraints.txt) so no other version is dragged in.
+NEED_GB := 7
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 .PHONY: install demo unit test notebooks lab lint browser-deps clean release autograde app
@@ -14,6 +15,11 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.t
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ "$$free" -lt $(NEED_GB) ]; then \
+	    echo "WARNING: $$free GB free on $$(df -P . | awk 'NR==2 {print $$6}'); the install needs about $(NEED_GB) GB" \
+	         "(torch's CUDA build is ~5.5 GB). If pip stops with 'No space left on device', free disk space" \
+	         "(old clones, ~/.cache/pip) and run make again."; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.14.1 torchvision==0.29.1
 	$(PIP) -e ".[dev]"

@@ -161,3 +161,77 @@ def test_selection_scores_every_candidate_in_one_pass(backbone, tiny_cfg: HLGFAC
     few_choice = select_scoring(model, cfg, few, calibration_batches(cfg, few, with_indices=True))
     assert few_choice.scoring == "memory" and few_choice.held_out == 0  # too few images to hold any out
     assert model.cfg.scoring == "memory" and torch.isfinite(model.predict(images)[1]).all()
+
+
+def _bars(n: int, vertical: bool = False, size: int = 64, seed: int = 3) -> TensorSplit:
+    """A bright bar on dark ground, lying (or, with ``vertical``, standing) somewhere in the image."""
+    rng = np.random.default_rng(seed)
+    images = np.full((n, 3, size, size), 40, dtype=np.uint8)
+    for i in range(n):
+        y, x = rng.integers(8, size - 40, 2)
+        h, w = (32, 8) if vertical else (8, 32)
+        images[i, :, y : y + h, x : x + w] = 200
+        images[i] = np.clip(images[i] + rng.normal(0, 6, (1, size, size)), 0, 255).astype(np.uint8)
+    samples = [Sample(Path(f"{i}.png"), 0, "good", None) for i in range(n)]
+    return TensorSplit(samples, torch.from_numpy(images), torch.zeros(n, 1, size, size, dtype=torch.bool))
+
+
+@pytest.mark.slow
+def test_calibration_rotations_make_a_turned_object_normal(backbone, tiny_cfg: HLGFAConfig) -> None:
+    from hlgfa_lite.method.model import HLGFA
+    from hlgfa_lite.run.train import calibration_batches
+
+    cfg = tiny_cfg.with_overrides({"scoring": "memory", "memory_size": 512, "max_train_images": 12})
+    lying, standing, new_lying = _bars(12), _bars(4, vertical=True), _bars(4, seed=4).batch(slice(0, 4))
+    model = HLGFA(cfg, backbone)
+    model.fit_feature_stats([lying.batch(slice(0, 12))])
+    found = {}
+    for turned in (False, True):
+        model.set_scoring(cfg.with_overrides({"calibration_rotations": turned}))
+        model.calibrate(calibration_batches(model.cfg, lying))
+        scores = model.predict(standing.batch(slice(0, 4)))[0], model.predict(new_lying)[0]
+        found[turned] = scores[0].mean() / scores[1].mean()
+    assert found[False] > 1.5 * found[True]  # a standing bar is new to upright lying bars, not to their turns
+
+
+def test_calibration_batches_follow_each_batch_with_its_turns(demo_root: Path, tiny_cfg: HLGFAConfig) -> None:
+    from hlgfa_lite.run.train import calibration_batches, load_train_split
+
+    cfg = tiny_cfg.with_overrides({"calibration_rotations": True})
+    split = load_train_split(cfg, demo_root, "brick", progress=False)
+    batches = list(calibration_batches(cfg, split, with_indices=True))
+    assert len(batches) == 4 * -(-len(split) // cfg.batch_size)
+    for start in range(0, len(batches), 4):
+        (upright, idx), *turned = batches[start : start + 4]
+        assert all(torch.equal(i, idx) for _, i in turned)
+        for k, (image, _) in enumerate(turned, start=1):
+            assert torch.equal(image, torch.rot90(upright, k, dims=(2, 3)))
+
+
+@pytest.mark.slow
+def test_a_turned_candidate_is_fitted_in_the_same_pass_as_if_alone(
+    backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hlgfa_lite.method.model import HLGFA
+    from hlgfa_lite.run.train import calibration_batches
+
+    cfg = tiny_cfg.with_overrides({"memory_size": 256})
+    split = _bars(16)
+    model = HLGFA(cfg, backbone)
+    model.fit_feature_stats([split.batch(slice(0, 16))])
+    batches = list(calibration_batches(cfg, split, with_indices=True))
+    _, before, _ = selection.fit_candidates(model, cfg, split, batches)
+    monkeypatch.setitem(CANDIDATES, "turned", lambda c: {"scoring": "memory", "calibration_rotations": True})
+    configs, fits, _ = selection.fit_candidates(model, cfg, split, batches)
+    images = _bars(2, vertical=True).batch(slice(0, 2))
+    for name in ("memory", "cell_gaussian"):  # the upright candidates see what they saw without it
+        model.set_scoring(configs[name], before[name, "all"])
+        alone = model.predict(images)[1]
+        model.set_scoring(configs[name], fits[name, "all"])
+        torch.testing.assert_close(model.predict(images)[1], alone)
+    model.set_scoring(configs["turned"], fits["turned", "all"])
+    in_pass = model.predict(images)[1]
+    model.set_scoring(configs["turned"])
+    model.calibrate(calibration_batches(configs["turned"], split))
+    torch.testing.assert_close(model.predict(images)[1], in_pass)
+    assert not torch.allclose(in_pass, alone)

@@ -27,6 +27,7 @@ from ..method.blocks import augment_batch
 from ..method.config import HLGFAConfig
 from ..method.data.cache import TensorSplit, decode_split
 from ..method.data.mvtec import list_samples
+from ..method.data.rotations import rotations
 from ..method.model import HLGFA, alignment_loss
 from ..method.selection import select_scoring
 from .allocator import keep_freed_memory
@@ -170,7 +171,8 @@ def calibrate_normal_model(model: HLGFA, cfg: HLGFAConfig, train_split: TensorSp
     if cfg.scoring != "auto":
         model.calibrate(calibration_batches(cfg, train_split))
         return {}
-    choice = select_scoring(model, cfg, train_split, calibration_batches(cfg, train_split, with_indices=True))
+    upright = cfg.with_overrides({"calibration_rotations": False})  # the candidates that want turns get them there
+    choice = select_scoring(model, cfg, train_split, calibration_batches(upright, train_split, with_indices=True))
     return {"scoring_selected": choice.scoring, "selection_scores": choice.scores, "held_out": choice.held_out}
 
 
@@ -179,17 +181,21 @@ def calibration_batches(
 ) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Training images in order for the normal statistics; with ``noise_augment`` and
     ``augment_calibration`` each batch is followed by a nuisance-perturbed copy, so that
-    the per-cell statistics count nuisances as normal too (not only the refiner).
+    the per-cell statistics count nuisances as normal too (not only the refiner); with
+    ``calibration_rotations`` by its copies turned by 90, 180 and 270 degrees.
     ``with_indices``: (images, their indices in the split) pairs."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     n = len(train_split)
     for i in range(0, n, cfg.batch_size):
         images = train_split.batch(slice(i, i + cfg.batch_size))
         idx = torch.arange(i, min(i + cfg.batch_size, n))
-        yield (images, idx) if with_indices else images
+        copies = [images]
         if cfg.noise_augment and cfg.augment_calibration:
-            perturbed = augment_batch(images, cfg.noise_strength, gen)
-            yield (perturbed, idx) if with_indices else perturbed
+            copies.append(augment_batch(images, cfg.noise_strength, gen))
+        if cfg.calibration_rotations:
+            copies += [rotated for c in list(copies) for rotated in rotations(c)]
+        for c in copies:
+            yield (c, idx) if with_indices else c
 
 
 def _log(run_dir: Path, record: dict) -> None:

@@ -209,13 +209,15 @@ def test_calibration_batches_follow_each_batch_with_its_turns(demo_root: Path, t
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("augment_calibration", [False, True])
 def test_a_turned_candidate_is_fitted_in_the_same_pass_as_if_alone(
-    backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch
+    backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch, augment_calibration: bool
 ) -> None:
     from hlgfa_lite.method.model import HLGFA
     from hlgfa_lite.run.train import calibration_batches
 
-    cfg = tiny_cfg.with_overrides({"memory_size": 256})
+    # a memory of 16 keeps a pool of 1,024 cells: fewer than it is fed, so the order of the batches matters
+    cfg = tiny_cfg.with_overrides({"memory_size": 16, "augment_calibration": augment_calibration})
     split = _bars(16)
     model = HLGFA(cfg, backbone)
     model.fit_feature_stats([split.batch(slice(0, 16))])

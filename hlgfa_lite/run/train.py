@@ -182,7 +182,7 @@ def calibration_batches(
     """Training images in order for the normal statistics; with ``noise_augment`` and
     ``augment_calibration`` each batch is followed by a nuisance-perturbed copy, so that
     the per-cell statistics count nuisances as normal too (not only the refiner); with
-    ``calibration_rotations`` by its copies turned by 90, 180 and 270 degrees.
+    ``calibration_rotations`` each of those by its copies turned by 90, 180 and 270 degrees.
     ``with_indices``: (images, their indices in the split) pairs."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     n = len(train_split)
@@ -192,10 +192,9 @@ def calibration_batches(
         copies = [images]
         if cfg.noise_augment and cfg.augment_calibration:
             copies.append(augment_batch(images, cfg.noise_strength, gen))
-        if cfg.calibration_rotations:
-            copies += [rotated for c in list(copies) for rotated in rotations(c)]
-        for c in copies:
-            yield (c, idx) if with_indices else c
+        for c in copies:  # each copy followed by its turns: the order selection.fit_candidates feeds them in
+            for view in [c, *rotations(c)] if cfg.calibration_rotations else [c]:
+                yield (view, idx) if with_indices else view
 
 
 def _log(run_dir: Path, record: dict) -> None:

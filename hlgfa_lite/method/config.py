@@ -106,6 +106,10 @@ class HLGFAConfig:
     itself a defect (a part mounted turned)."""
     neighbourhood: int = 1
     """``memory``: each cell is averaged with its n x n neighbours before matching (1 = off)."""
+    memory_yardstick: str = "position"
+    """``memory``: what a distance is divided by: ``position`` (the normal distance at that cell
+    position), ``global`` (one number), ``floor`` (per position, never below the global one) or
+    ``border`` (global inside, floored per position in the border ring)."""
     level_weights: tuple[float, ...] = (0.0, 1.0, 2.0)
     """Weight of each feature level (finest first) in the anomaly map; 0 drops a level.
     All three levels are aligned in training; on Magnetic Tile the stride-4 level's map
@@ -201,6 +205,8 @@ class HLGFAConfig:
                 f"memory_size={self.memory_size}, neighbourhood={self.neighbourhood}: "
                 "memory_size >= 16 and neighbourhood an odd number >= 1"
             )
+        if self.memory_yardstick not in ("position", "global", "floor", "border"):
+            raise bad(f"memory_yardstick={self.memory_yardstick!r}: use position, global, floor or border")
         if not _valid_device(self.device):
             raise bad(f"device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
         if self.image_score not in ("max", "topk"):

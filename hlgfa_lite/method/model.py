@@ -101,6 +101,7 @@ def build_map_generator(cfg: HLGFAConfig, channels: list[int]) -> AnomalyMapGene
         memory_size=cfg.memory_size,
         neighbourhood=cfg.neighbourhood,
         seed=cfg.seed,
+        yardstick=cfg.memory_yardstick,
     )
     return AnomalyMapGenerator(normal, grids, cfg.measure)
 

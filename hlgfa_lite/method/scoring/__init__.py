@@ -18,11 +18,14 @@ def make_normal_model(
     memory_size: int,
     neighbourhood: int,
     seed: int,
+    yardstick: str = "position",
 ) -> NormalModel:
     """The normal model named by ``scoring`` for levels of ``dims`` channels on ``grid_sizes`` grids
     (the knobs come from the config: defaults live only in ``HLGFAConfig``)."""
     if scoring == "memory":
-        return MemoryBankNormalModel(dims, grid_sizes, size=memory_size, neighbourhood=neighbourhood, seed=seed)
+        return MemoryBankNormalModel(
+            dims, grid_sizes, size=memory_size, neighbourhood=neighbourhood, seed=seed, yardstick=yardstick
+        )
     if scoring in ("cell_gaussian", "gaussian"):
         return GaussianNormalModel(dims, grid_sizes, per_cell=scoring == "cell_gaussian", shrinkage=shrinkage)
     if scoring == "channel":

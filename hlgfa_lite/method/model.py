@@ -110,7 +110,7 @@ class HLGFA(nn.Module):
     def __init__(self, cfg: HLGFAConfig, backbone: FrozenBackbone | None = None):
         super().__init__()
         self.cfg = cfg
-        self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides)
+        self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides, cfg.backbone_padding)
         self.extractor = DualResolution(self.backbone, cfg.low_size, cfg.dual_resolution)
         channels = self.backbone.channels
         for i, c in enumerate(channels):  # per-channel standardisation of backbone features

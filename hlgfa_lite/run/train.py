@@ -105,7 +105,7 @@ def fit(
         where = train_split.samples[0].path.parent if len(train_split) else "train/good"
         raise TrainingError(f"{where}: HLGFA needs at least 2 training images (found {len(train_split)})")
     if backbone is None:
-        backbone = FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides)
+        backbone = FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides, cfg.backbone_padding)
     torch.manual_seed(cfg.seed)  # refiners start the same whether or not a backbone was passed in
     model = HLGFA(cfg, backbone).to(resolve_device(cfg.device))
     warns = [RANDOM_WEIGHTS_WARNING] if model.backbone.random_weights else []

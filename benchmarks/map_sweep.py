@@ -4,7 +4,7 @@ Trains the default config once on a dataset of ``real_data.py`` (``mtd``, ``mtd4
 ``screw40``, ``demo/gravel`` ...), calibrates ``memory`` and ``cell_gaussian`` on every level, keeps
 each test image's per-level energy maps, and prints image / pixel AUROC / AUPRO for combinations of
 ``level_weights`` and ``smoothing_sigma`` (pixel metrics at ``--pixels`` px, masks resized by nearest
-neighbour). This is how the README's level and map choices were re-checked.
+neighbour). This is how the level and map choices in docs/DESIGN.md were re-checked.
 
     .venv/bin/python benchmarks/map_sweep.py demo/gravel [--set feature_strides=[4,8,16,32] ...]
 """

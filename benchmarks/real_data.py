@@ -138,7 +138,7 @@ def locate(name: str, args: argparse.Namespace) -> list[tuple[str, Path, str, in
         prepared = args.prepared / "magnetic_tile"
         if not prepared.is_dir():
             if not (args.raw_mtd / "MT_Free").is_dir():
-                return f"Magnetic Tile not found at {args.raw_mtd} (pass --raw-mtd; see README 'Real data')"
+                return f"Magnetic Tile not found at {args.raw_mtd} (pass --raw-mtd; see README 'Data')"
             prepare_magnetic_tile(args.raw_mtd, args.prepared)
         return [(name, args.prepared, "magnetic_tile", 19 if name == "mtd40" else 1, {})]
     if name in ("screw", "screw40", "screwsyn"):

@@ -5,7 +5,7 @@ Trains the default config once on a dataset of ``real_data.py`` (``mtd``, ``scre
 (:func:`hlgfa_lite.method.selection.fit_candidates`), and prints, per kind of synthetic defect, each
 candidate's held-out image and pixel AUROC and the difference ``cell_gaussian - memory`` that ``auto``
 compares with its margin. Which candidate the *test* set prefers is in ``real_data.py --variants``.
-This is the script behind the README's table of selection variants.
+This is the script behind the table of selection variants in docs/DESIGN.md.
 
     .venv/bin/python benchmarks/selection_sweep.py screw
 """

@@ -77,7 +77,7 @@ class HLGFAConfig:
     """0 = all; otherwise a deterministic subset (for fast classroom/CI runs)."""
     num_threads: int = 0
     """torch intra-op threads; 0 = auto: ``HLGFA_THREADS`` if set, else the cores idle at the start
-    (cores minus load average, at least 1; see threads.py and README: busy machines)."""
+    (cores minus load average, at least 1; see run/threads.py)."""
     device: str = "auto"
     """``auto`` (CUDA, then Apple MPS, then CPU), or a torch device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
 
@@ -100,10 +100,8 @@ class HLGFAConfig:
     calibration_rotations: bool = False
     """``memory``: the normal model also sees every training image turned by 90, 180 and 270 degrees
     (the refiners train on upright images only), so an object lying in another orientation is normal.
-    Off by default: it helps where few images leave orientations uncovered (screw, 40 images: image
-    AUROC 0.785 -> 0.849) and costs elsewhere (screw, 320: 0.974 -> 0.935; grass 0.940 -> 0.895), and
-    ``auto``'s held-out check did not tell those cases apart (README). Wrong where orientation is
-    itself a defect (a part mounted turned)."""
+    Off by default: it helps only where few images leave orientations uncovered, and ``auto`` cannot
+    tell those cases apart (docs/DESIGN.md). Wrong where orientation is itself a defect."""
     neighbourhood: int = 1
     """``memory``: each cell is averaged with its n x n neighbours before matching (1 = off)."""
     memory_yardstick: str = "position"
@@ -111,9 +109,9 @@ class HLGFAConfig:
     position), ``global`` (one number), ``floor`` (per position, never below the global one) or
     ``border`` (global inside, floored per position in the border ring)."""
     level_weights: tuple[float, ...] = (0.0, 1.0, 2.0)
-    """Weight of each feature level (finest first) in the anomaly map; 0 drops a level.
-    All three levels are aligned in training; on Magnetic Tile the stride-4 level's map
-    only added noise (image AUROC 0.93 with (1, 1, 1) vs 0.96 with (0, 1, 2), measured)."""
+    """Weight of each feature level (finest first) in the anomaly map; 0 drops a level (not refined
+    or scored at prediction time). All levels are aligned in training; the stride-4 map only added
+    noise (docs/DESIGN.md, anomaly map)."""
     covariance_shrinkage: float = 0.0
     """Per-cell covariances are shrunk toward the covariance pooled over cells with
     ``covariance_shrinkage x dimensions`` pseudo-observations: 0 for hundreds of training

@@ -38,9 +38,8 @@ def _memory(cfg: HLGFAConfig) -> dict[str, Any]:
 
 def _cell_gaussian_coarsest(cfg: HLGFAConfig) -> dict[str, Any]:
     """The per-cell Gaussian on the coarsest scored level only (stride 16 by default): statistics tied
-    to a position need cells coarser than the parts' misregistration. Magnetic Tile, three seeds:
-    image / pixel AUROC / AUPRO 0.971 / 0.800 / 0.741 vs 0.963 / 0.796 / 0.751 on strides 8 + 16, and
-    the stride-8 refiner and search are skipped (latency 1.27 vs 1.45 x the bare backbone)."""
+    to a position need cells coarser than the parts' misregistration, and the finer refiners and
+    searches are skipped (figures: docs/DESIGN.md, ``auto``)."""
     weights = [0.0] * len(cfg.level_weights)
     weights[max(i for i, w in enumerate(cfg.level_weights) if w > 0)] = 1.0
     return {"scoring": "cell_gaussian", "level_weights": weights, "calibration_rotations": False}
@@ -59,10 +58,8 @@ def candidate_config(name: str, cfg: HLGFAConfig) -> HLGFAConfig:
 
 
 MARGIN = 0.01
-"""How much better another candidate must score on the held-out images to replace the first
-(``cell_gaussian`` - ``memory``: Magnetic Tile, where cell_gaussian is right, +0.034 / +0.030 / +0.028
-over seeds 0 / 1 / 2 (benchmarks/real_data.py) and +0.013 with 240 of its images; screw, where memory
-is right, +0.007 / +0.005 / +0.000 (benchmarks/selection_sweep.py))."""
+"""How much better another candidate must score on the held-out images to replace the first: set
+between the measured gaps where ``cell_gaussian`` is right and where ``memory`` is (docs/DESIGN.md)."""
 MIN_IMAGES = 10
 """Below this many training images there is nothing to hold out: ``auto`` means ``memory``."""
 MAX_HELD_OUT = 32
@@ -70,11 +67,10 @@ DEFECT_OPACITY = 0.35
 """Synthetic defects are blended at this opacity: faint, like the defects that separate
 detectors (at full opacity every candidate finds them all and the choice is a coin toss)."""
 DEFECT_KINDS: tuple[dict[str, Any], ...] = ({}, {"grey": True})
-"""Keyword arguments of :func:`with_synthetic_defects`, one scoring of the held-out images each. Tinted
-defects on grey-level images are found by any model (Magnetic Tile held out, memory: 0.985 tinted,
-0.908 grey) and the statistic sat at the margin there (seed 2 chose memory: test image AUROC 0.916
-instead of 0.965); grey ones alone favour cell_gaussian on screw too (+0.010). On colour images both
-kinds are the same defects."""
+"""Keyword arguments of :func:`with_synthetic_defects`, one scoring of the held-out images each: as
+drawn and in grey. Tinted defects on grey-level images are found by any model, grey ones alone
+mislead on screw; the mean of both ranks the measured cases right (docs/DESIGN.md). On colour
+images both kinds are the same defects."""
 
 
 @dataclass

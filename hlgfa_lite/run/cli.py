@@ -15,7 +15,7 @@ from ..errors import ConfigError, HLGFAError
 from ..method.config import BLOCKS, HLGFAConfig
 
 DEMO_DEFAULTS = {"epochs": 6}
-"""The demo: 40 training crops (128 px, scored at the default 256 px) per category (see README)."""
+"""The demo: 40 training crops (128 px, scored at the default 256 px) per category."""
 
 
 def _config(args: argparse.Namespace, base: dict | None = None) -> HLGFAConfig:

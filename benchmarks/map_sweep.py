@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from hlgfa_lite.method.blocks.noise_augment import gaussian_blur
+from hlgfa_lite.method.calibration import calibration_batches
 from hlgfa_lite.method.config import HLGFAConfig
 from hlgfa_lite.run.evaluate import load_test_split
 from hlgfa_lite.run.metrics import image_auroc, summarize
-from hlgfa_lite.run.train import calibration_batches, fit, load_train_split
+from hlgfa_lite.run.train import fit, load_train_split
 
 WEIGHTS = [(0, 1, 2), (0, 1, 1), (0, 2, 1), (1, 1, 2), (1, 1, 1), (0, 1, 0), (0, 0, 1), (1, 0, 0)]
 SIGMAS = (2.0, 4.0, 8.0)

@@ -46,6 +46,7 @@ from synthetic_defects import synthetic_test_split
 
 from hlgfa_lite.method.backbone import FrozenBackbone
 from hlgfa_lite.method.blocks import downsample
+from hlgfa_lite.method.calibration import calibration_batches
 from hlgfa_lite.method.config import HLGFAConfig
 from hlgfa_lite.method.data.cache import TensorSplit
 from hlgfa_lite.method.data.demo import DEMO_CATEGORIES, make_demo_dataset
@@ -54,7 +55,7 @@ from hlgfa_lite.method.model import HLGFA
 from hlgfa_lite.run.cli import DEMO_DEFAULTS
 from hlgfa_lite.run.evaluate import evaluate, load_test_split
 from hlgfa_lite.run.metrics import summarize
-from hlgfa_lite.run.train import calibration_batches, fit, load_train_split
+from hlgfa_lite.run.train import fit, load_train_split
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro")

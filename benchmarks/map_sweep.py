@@ -4,7 +4,7 @@ Trains the default config once on a dataset of ``real_data.py`` (``mtd``, ``mtd4
 ``screw40``, ``demo/gravel`` ...), calibrates ``memory`` and ``cell_gaussian`` on every level, keeps
 each test image's per-level energy maps, and prints image / pixel AUROC / AUPRO for combinations of
 ``level_weights`` and ``smoothing_sigma`` (pixel metrics at ``--pixels`` px, masks resized by nearest
-neighbour). This is how the README's level and map choices were re-checked.
+neighbour). This is how the level and map choices in docs/DESIGN.md were re-checked.
 
     .venv/bin/python benchmarks/map_sweep.py demo/gravel [--set feature_strides=[4,8,16,32] ...]
 """
@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from hlgfa_lite.method.blocks.noise_augment import gaussian_blur
+from hlgfa_lite.method.calibration import calibration_batches
 from hlgfa_lite.method.config import HLGFAConfig
 from hlgfa_lite.run.evaluate import load_test_split
 from hlgfa_lite.run.metrics import image_auroc, summarize
-from hlgfa_lite.run.train import calibration_batches, fit, load_train_split
+from hlgfa_lite.run.train import fit, load_train_split
 
 WEIGHTS = [(0, 1, 2), (0, 1, 1), (0, 2, 1), (1, 1, 2), (1, 1, 1), (0, 1, 0), (0, 0, 1), (1, 0, 0)]
 SIGMAS = (2.0, 4.0, 8.0)

@@ -46,15 +46,15 @@ from synthetic_defects import synthetic_test_split
 
 from hlgfa_lite.method.backbone import FrozenBackbone
 from hlgfa_lite.method.blocks import downsample
-from hlgfa_lite.method.config import HLGFAConfig
+from hlgfa_lite.method.calibration import calibration_batches
+from hlgfa_lite.method.config import PRESETS, HLGFAConfig
 from hlgfa_lite.method.data.cache import TensorSplit
 from hlgfa_lite.method.data.demo import DEMO_CATEGORIES, make_demo_dataset
 from hlgfa_lite.method.data.magnetic_tile import prepare_magnetic_tile
 from hlgfa_lite.method.model import HLGFA
-from hlgfa_lite.run.cli import DEMO_DEFAULTS
 from hlgfa_lite.run.evaluate import evaluate, load_test_split
 from hlgfa_lite.run.metrics import summarize
-from hlgfa_lite.run.train import calibration_batches, fit, load_train_split
+from hlgfa_lite.run.train import fit, load_train_split
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro")
@@ -138,7 +138,7 @@ def locate(name: str, args: argparse.Namespace) -> list[tuple[str, Path, str, in
         prepared = args.prepared / "magnetic_tile"
         if not prepared.is_dir():
             if not (args.raw_mtd / "MT_Free").is_dir():
-                return f"Magnetic Tile not found at {args.raw_mtd} (pass --raw-mtd; see README 'Real data')"
+                return f"Magnetic Tile not found at {args.raw_mtd} (pass --raw-mtd; see README 'Data')"
             prepare_magnetic_tile(args.raw_mtd, args.prepared)
         return [(name, args.prepared, "magnetic_tile", 19 if name == "mtd40" else 1, {})]
     if name in ("screw", "screw40", "screwsyn"):
@@ -163,7 +163,7 @@ def locate(name: str, args: argparse.Namespace) -> list[tuple[str, Path, str, in
                 return str(exc)
         return [(c, root, c, 1, {}) for c in ("elpv_mono", "elpv_poly")]
     root = make_demo_dataset(args.out / "demo_data")
-    return [(f"demo/{c}", root, c, 1, DEMO_DEFAULTS) for c in DEMO_CATEGORIES]
+    return [(f"demo/{c}", root, c, 1, PRESETS["demo"]) for c in DEMO_CATEGORIES]
 
 
 def run_one(label, root, category, nth, base, cfg: HLGFAConfig, args, backbone) -> dict:

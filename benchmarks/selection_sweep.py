@@ -5,7 +5,7 @@ Trains the default config once on a dataset of ``real_data.py`` (``mtd``, ``scre
 (:func:`hlgfa_lite.method.selection.fit_candidates`), and prints, per kind of synthetic defect, each
 candidate's held-out image and pixel AUROC and the difference ``cell_gaussian - memory`` that ``auto``
 compares with its margin. Which candidate the *test* set prefers is in ``real_data.py --variants``.
-This is the script behind the README's table of selection variants.
+This is the script behind the table of selection variants in docs/DESIGN.md.
 
     .venv/bin/python benchmarks/selection_sweep.py screw
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import real_data as rd
 
+from hlgfa_lite.method.calibration import batch_copies
 from hlgfa_lite.method.config import HLGFAConfig
 from hlgfa_lite.method.selection import (
     DEFECT_OPACITY,
@@ -29,7 +30,7 @@ from hlgfa_lite.method.selection import (
     held_out_scores,
     held_out_set,
 )
-from hlgfa_lite.run.train import calibration_batches, fit, load_train_split
+from hlgfa_lite.run.train import fit, load_train_split
 
 DEFECTS = {
     f"{DEFECT_OPACITY:.0%} opacity, as drawn": {},
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         train_split = rd.every_nth(train_split, nth)
     # the refiners do not depend on the normal model; "none" keeps fit() from calibrating one that is not used
     model = fit(cfg.with_overrides({"scoring": "none"}), train_split=train_split, progress=False).model
-    batches = calibration_batches(cfg, train_split, with_indices=True)
+    batches = batch_copies(cfg, train_split)
     configs, fits, held = fit_candidates(model, cfg.with_overrides({"scoring": "auto"}), train_split, batches)
     if not held:
         print(f"SKIP {label}: too few training images to hold any out")
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     good = train_split.batch(held)
     for name, defects in DEFECTS.items():
         held_out = held_out_set(good, cfg.seed, **defects)
-        found = {c: held_out_aurocs(model, configs[c], fits[c, "kept"], held_out) for c in configs}
+        found = {c: held_out_aurocs(model, fits[c, "kept"], held_out) for c in configs}
         row = "  ".join(f"{c} {a:.3f} / {b:.3f}" for c, (a, b) in found.items())
         diff = np.mean(found["cell_gaussian"]) - np.mean(found["memory"])
         print(f"{label} {name:28s} {row}  diff {diff:+.3f}", flush=True)

@@ -2,8 +2,8 @@
 
 import os
 
-# Before torch is imported: OpenMP's default wait policy made two runs of two threads on two cores
-# 76x slower; ACTIVE is the fastest alone and ~4x slower then (measured, see run/threads.py). Yours wins.
+# Before torch is imported: OpenMP's default wait policy makes runs that share cores crawl; ACTIVE is
+# the fastest alone and degrades least (run/threads.py, docs/DESIGN.md). A value you set wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 from .errors import ConfigError, DataError, HLGFAError

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
+from hlgfa_lite.method.config import BLOCKS, PRESETS, HLGFAConfig
 from hlgfa_lite.run.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -256,6 +256,17 @@ def test_predict_corrupt_image(tmp_path: Path, untrained_run: Path) -> None:
 def test_prepare_missing_folder(tmp_path: Path) -> None:
     missing = tmp_path / "MTD"
     assert_one_line_error(run_cli(["prepare", "magnetic-tile", missing, tmp_path / "out"]), str(missing))
+
+
+def test_demo_takes_the_demo_preset_under_your_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import hlgfa_lite.run.demo_job as demo_job
+
+    seen: list[HLGFAConfig] = []
+    monkeypatch.setattr(demo_job, "run_demo", lambda cfg, *args, **kwargs: seen.append(cfg) or {"categories": {}})
+    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--quiet", "--set", "epochs=2"]) == 0
+    assert PRESETS["demo"] and seen[0] == HLGFAConfig().with_overrides(PRESETS["demo"]) != HLGFAConfig()
+    assert seen[1] == seen[0].with_overrides({"epochs": 2})
 
 
 def test_demo_unknown_category(tmp_path: Path) -> None:

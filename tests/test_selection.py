@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hlgfa_lite.method import selection
+from hlgfa_lite.method.calibration import batch_copies, calibration_batches
 from hlgfa_lite.method.config import HLGFAConfig
 from hlgfa_lite.method.data.cache import TensorSplit
 from hlgfa_lite.method.data.mvtec import Sample
@@ -72,23 +73,23 @@ def test_held_out_sets_are_drawn_once_and_grey_only_where_it_differs(monkeypatch
     """Every candidate scores the same defect sets; on colour images the grey kind adds no second set."""
     seen: list[tuple[str, torch.Tensor]] = []
 
-    def fake_aurocs(model, cfg, generator, held_out):
-        seen.append((cfg.scoring, held_out.images))
-        return (1.0, 0.5) if cfg.scoring == "memory" else (0.8, 0.6)
+    def fake_aurocs(model, generator, held_out):
+        seen.append((generator, held_out.images))
+        return (1.0, 0.5) if generator == "memory fit" else (0.8, 0.6)
 
     monkeypatch.setattr(selection, "held_out_aurocs", fake_aurocs)
     configs = {name: candidate_config(name, HLGFAConfig()) for name in CANDIDATES}
-    fits = {(name, "kept"): None for name in CANDIDATES}
+    fits = {(name, "kept"): f"{name} fit" for name in CANDIDATES}
     grey = _split(aligned=True)
     scores = held_out_scores(None, configs, fits, grey, [1, 5, 9], seed=0)
     assert scores == pytest.approx({"memory": 0.75, "cell_gaussian": 0.7})
-    assert [name for name, _ in seen] == ["memory", "memory", "cell_gaussian", "cell_gaussian"]
+    assert [name for name, _ in seen] == ["memory fit", "memory fit", "cell_gaussian fit", "cell_gaussian fit"]
     assert torch.equal(seen[0][1], seen[2][1]) and not torch.equal(seen[0][1], seen[1][1])
     seen.clear()
     colour = grey.images.clone()
     colour[:, 0] //= 2  # channels differ: the grey kind draws the same defects as the first
     held_out_scores(None, configs, fits, TensorSplit(grey.samples, colour, grey.masks), [1, 5, 9], seed=0)
-    assert [name for name, _ in seen] == ["memory", "cell_gaussian"]
+    assert [name for name, _ in seen] == ["memory fit", "cell_gaussian fit"]
     assert choose({"memory": 0.90, "cell_gaussian": 0.905}) == "memory"
     assert choose({"memory": 0.90, "cell_gaussian": 0.92}) == "cell_gaussian"
     assert choose({}) == "memory"
@@ -101,9 +102,10 @@ def test_auto_scoring_is_chosen_recorded_and_reloaded(tmp_path: Path, backbone, 
     result = fit(cfg, train_split=split, backbone=backbone, out_dir=tmp_path / "run", progress=False)
     chosen = result.selected["scoring_selected"]
     assert chosen in CANDIDATES and set(result.selected["selection_scores"]) == set(CANDIDATES)
-    assert result.model.cfg.scoring == chosen and result.selected["held_out"] == 3
+    assert result.model.scoring_cfg.scoring == chosen and result.selected["held_out"] == 3
+    assert result.model.cfg == cfg and result.model.calibration == result.selected  # the config as asked for
     reloaded = load_run(tmp_path / "run")
-    assert reloaded.cfg.scoring == chosen and reloaded.cfg.level_weights == result.model.cfg.level_weights
+    assert reloaded.scoring_cfg == result.model.scoring_cfg and reloaded.calibration == result.selected
     images = split.batch([0, 1])
     torch.testing.assert_close(reloaded.predict(images)[1], result.model.predict(images)[1])
 
@@ -129,11 +131,11 @@ def test_chosen_cell_candidate_is_fitted_and_reloaded_with_its_levels(
     result = fit(cfg, train_split=split, backbone=backbone, out_dir=tmp_path / "run", progress=False)
     model = result.model
     assert result.selected["scoring_selected"] == "cell_gaussian"
-    assert model.cfg.scoring == "cell_gaussian" and model.cfg.level_weights == (0.0, 0.0, 1.0)
+    assert model.scoring_cfg.scoring == "cell_gaussian" and model.scoring_cfg.level_weights == (0.0, 0.0, 1.0)
     normal = model.map_generator.normal
     assert not normal.mean1.any() and normal.mean2.abs().sum() > 0  # the finer level was never fitted
     reloaded = load_run(tmp_path / "run")
-    assert reloaded.cfg.level_weights == (0.0, 0.0, 1.0)
+    assert reloaded.scoring_cfg.level_weights == (0.0, 0.0, 1.0) and reloaded.scoring_cfg.scoring == "cell_gaussian"
     images = split.batch([0, 1])
     torch.testing.assert_close(reloaded.predict(images)[1], model.predict(images)[1])
 
@@ -141,26 +143,25 @@ def test_chosen_cell_candidate_is_fitted_and_reloaded_with_its_levels(
 @pytest.mark.slow
 def test_selection_scores_every_candidate_in_one_pass(backbone, tiny_cfg: HLGFAConfig) -> None:
     from hlgfa_lite.method.model import HLGFA
-    from hlgfa_lite.run.train import calibration_batches
 
     cfg = tiny_cfg.with_overrides({"memory_size": 256})
     split = _split(aligned=True)
     model = HLGFA(cfg, backbone)
     model.fit_feature_stats([split.batch(slice(0, 16))])
-    choice = select_scoring(model, cfg, split, calibration_batches(cfg, split, with_indices=True))
+    choice = select_scoring(model, cfg, split, batch_copies(cfg, split))
     assert choice.scoring in CANDIDATES and choice.held_out == 3
     assert all(0.0 <= v <= 1.0 for v in choice.scores.values())
     # the model is left with the winner, fitted on every training image: as if calibrated on its own
-    assert model.cfg.scoring == choice.scoring
+    assert model.scoring_cfg == candidate_config(choice.scoring, cfg)
     images = split.batch([0, 5])
     chosen = model.predict(images)[1]
     model.set_scoring(candidate_config(choice.scoring, cfg))
-    model.calibrate(calibration_batches(model.cfg, split))
+    model.calibrate(calibration_batches(model.scoring_cfg, split))
     torch.testing.assert_close(chosen, model.predict(images)[1])
     few = TensorSplit(split.samples[:5], split.images[:5], split.masks[:5])
-    few_choice = select_scoring(model, cfg, few, calibration_batches(cfg, few, with_indices=True))
+    few_choice = select_scoring(model, cfg, few, batch_copies(cfg, few))
     assert few_choice.scoring == "memory" and few_choice.held_out == 0  # too few images to hold any out
-    assert model.cfg.scoring == "memory" and torch.isfinite(model.predict(images)[1]).all()
+    assert model.scoring_cfg.scoring == "memory" and torch.isfinite(model.predict(images)[1]).all()
 
 
 def _bars(n: int, vertical: bool = False, size: int = 64, seed: int = 3) -> TensorSplit:
@@ -179,7 +180,6 @@ def _bars(n: int, vertical: bool = False, size: int = 64, seed: int = 3) -> Tens
 @pytest.mark.slow
 def test_calibration_rotations_make_a_turned_object_normal(backbone, tiny_cfg: HLGFAConfig) -> None:
     from hlgfa_lite.method.model import HLGFA
-    from hlgfa_lite.run.train import calibration_batches
 
     cfg = tiny_cfg.with_overrides({"scoring": "memory", "memory_size": 512, "max_train_images": 12})
     lying, standing, new_lying = _bars(12), _bars(4, vertical=True), _bars(4, seed=4).batch(slice(0, 4))
@@ -188,14 +188,14 @@ def test_calibration_rotations_make_a_turned_object_normal(backbone, tiny_cfg: H
     found = {}
     for turned in (False, True):
         model.set_scoring(cfg.with_overrides({"calibration_rotations": turned}))
-        model.calibrate(calibration_batches(model.cfg, lying))
+        model.calibrate(calibration_batches(model.scoring_cfg, lying))
         scores = model.predict(standing.batch(slice(0, 4)))[0], model.predict(new_lying)[0]
         found[turned] = scores[0].mean() / scores[1].mean()
     assert found[False] > 1.5 * found[True]  # a standing bar is new to upright lying bars, not to their turns
 
 
 def test_calibration_batches_follow_each_batch_with_its_turns(demo_root: Path, tiny_cfg: HLGFAConfig) -> None:
-    from hlgfa_lite.run.train import calibration_batches, load_train_split
+    from hlgfa_lite.run.train import load_train_split
 
     cfg = tiny_cfg.with_overrides({"calibration_rotations": True})
     split = load_train_split(cfg, demo_root, "brick", progress=False)
@@ -214,24 +214,23 @@ def test_a_turned_candidate_is_fitted_in_the_same_pass_as_if_alone(
     backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch, augment_calibration: bool
 ) -> None:
     from hlgfa_lite.method.model import HLGFA
-    from hlgfa_lite.run.train import calibration_batches
 
     # a memory of 16 keeps a pool of 1,024 cells: fewer than it is fed, so the order of the batches matters
     cfg = tiny_cfg.with_overrides({"memory_size": 16, "augment_calibration": augment_calibration})
     split = _bars(16)
     model = HLGFA(cfg, backbone)
     model.fit_feature_stats([split.batch(slice(0, 16))])
-    batches = list(calibration_batches(cfg, split, with_indices=True))
+    batches = list(batch_copies(cfg, split))
     _, before, _ = selection.fit_candidates(model, cfg, split, batches)
     monkeypatch.setitem(CANDIDATES, "turned", lambda c: {"scoring": "memory", "calibration_rotations": True})
     configs, fits, _ = selection.fit_candidates(model, cfg, split, batches)
     images = _bars(2, vertical=True).batch(slice(0, 2))
     for name in ("memory", "cell_gaussian"):  # the upright candidates see what they saw without it
-        model.set_scoring(configs[name], before[name, "all"])
+        model.set_scoring(before[name, "all"])
         alone = model.predict(images)[1]
-        model.set_scoring(configs[name], fits[name, "all"])
+        model.set_scoring(fits[name, "all"])
         torch.testing.assert_close(model.predict(images)[1], alone)
-    model.set_scoring(configs["turned"], fits["turned", "all"])
+    model.set_scoring(fits["turned", "all"])
     in_pass = model.predict(images)[1]
     model.set_scoring(configs["turned"])
     model.calibrate(calibration_batches(configs["turned"], split))

@@ -16,6 +16,7 @@ from PIL import Image
 import hlgfa_lite.run.ablation as ablation
 import hlgfa_lite.run.train as train_mod
 from hlgfa_lite.errors import ConfigError
+from hlgfa_lite.method.calibration import calibration_batches
 from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
 from hlgfa_lite.method.model import HLGFA
 from hlgfa_lite.run.checkpoint import FORMAT, load_model_state, load_run, read_checkpoint, save_checkpoint
@@ -86,7 +87,8 @@ def test_checkpoint_is_weights_only_loadable(trained, tiny_cfg: HLGFAConfig) -> 
 def test_load_run_reproduces_predictions(trained, test_split) -> None:
     images = test_split.batch(list(range(4)))
     loaded = load_run(trained.run_dir)
-    assert loaded.cfg == trained.model.cfg
+    assert loaded.cfg == trained.model.cfg and loaded.scoring_cfg == trained.model.scoring_cfg
+    assert loaded.calibration == trained.model.calibration
     s1, m1 = trained.model.predict(images)
     s2, m2 = loaded.predict(images)
     assert torch.equal(s1, s2) and torch.equal(m1, m2)
@@ -128,13 +130,13 @@ def test_calibration_batches(
 ) -> None:
     cfg = tiny_cfg.with_overrides({"noise_augment": noise_augment, "augment_calibration": augment_calibration})
     split = load_train_split(cfg, demo_root, "brick", progress=False)
-    batches = list(train_mod.calibration_batches(cfg, split))
+    batches = list(calibration_batches(cfg, split))
     clean = torch.cat(batches[::2] if noise_augment and augment_calibration else batches)
     assert torch.equal(clean, split.batch(slice(0, len(split))))  # every clean image, in order
     if noise_augment and augment_calibration:
         perturbed = torch.cat(batches[1::2])
         assert perturbed.shape == clean.shape and not torch.equal(perturbed, clean)
-        again = torch.cat(list(train_mod.calibration_batches(cfg, split))[1::2])
+        again = torch.cat(list(calibration_batches(cfg, split))[1::2])
         assert torch.equal(perturbed, again)  # seeded: same copies every time
 
 
@@ -247,6 +249,27 @@ def test_uncalibrated_checkpoint_is_refused(tmp_path: Path, tiny_cfg: HLGFAConfi
     save_checkpoint(run / "checkpoint.pt", HLGFA(tiny_cfg, backbone), tiny_cfg, calibrated=False, epoch=1)
     with pytest.raises(ConfigError, match="calibration"):
         load_run(run)
+
+
+def test_checkpoint_of_the_earlier_format_loads_or_asks_to_retrain(run_copy: Path) -> None:
+    """Before the concrete scoring config was stored whole, a checkpoint named the normal model in use
+    and its level weights (``*_in_use``): it still loads the same; without them ``auto`` is one line."""
+    ckpt = run_copy / "checkpoint.pt"
+    now = load_run(run_copy)
+    payload = torch.load(ckpt, weights_only=True)
+    assert HLGFAConfig.load(run_copy / "config.json").scoring == "auto"
+    del payload["scoring_config"], payload["calibration"]
+    payload |= {"scoring_in_use": "memory", "level_weights_in_use": [0.0, 1.0, 2.0]}
+    torch.save(payload, ckpt)
+    before = load_run(run_copy)
+    assert before.scoring_cfg == now.scoring_cfg and before.calibration == {}
+    images = torch.rand(2, 3, 64, 64)
+    assert torch.equal(before.predict(images)[1], now.predict(images)[1])
+    del payload["scoring_in_use"]
+    torch.save(payload, ckpt)
+    with pytest.raises(ConfigError, match="no chosen normal model recorded; retrain") as info:
+        load_run(run_copy)
+    assert "\n" not in str(info.value) and str(ckpt) in str(info.value)
 
 
 def test_load_model_state_mismatch(tiny_cfg: HLGFAConfig, backbone) -> None:

@@ -2,5 +2,6 @@
 
 Reading order follows the pipeline: ``config`` → ``data/`` → ``backbone`` → ``blocks/`` →
 ``model`` → ``scoring/`` (normal models) → ``anomaly_map`` (map and image score) →
-``selection`` (``scoring=auto``). Nothing here imports the ``run`` or ``course`` layers.
+``selection`` (``scoring=auto``: which normal model) → ``calibration`` (fitting it after training).
+Nothing here imports the ``run`` or ``course`` layers.
 """

@@ -15,7 +15,8 @@ How far from normal (``scoring``, one small module each in :mod:`hlgfa_lite.meth
 ``channel``, ``none``. Each level's energy is ~1 on normal training images; levels
 are combined with ``level_weights`` and smoothed by a Gaussian on the finest used
 level's grid, then upsampled once to the input size. The image score is the map's
-maximum (``max``) or the mean of its top 1% (``topk``).
+maximum (``max``) or the mean of its top 1% (``topk``). A generator is built for one
+concrete scoring config (:func:`build_map_generator`) and owns those settings.
 """
 
 from __future__ import annotations
@@ -27,19 +28,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks.noise_augment import gaussian_blur
-from .config import MEASURES
-from .scoring import NormalModel
+from .config import MEASURES, HLGFAConfig
+from .scoring import NormalModel, make_normal_model
 
 
 class AnomalyMapGenerator(nn.Module):
-    """Turns per-level (high, refined) features into an anomaly map via a normal model."""
+    """Turns per-level (high, refined) features into an anomaly map via a normal model.
 
-    def __init__(self, normal_model: NormalModel, grid_sizes: list[int], measure: str = "joint"):
+    ``cfg`` is the concrete scoring config it was built for (never ``scoring=auto``): it says which
+    levels are scored and with what weight, the smoothing and the image score.
+    """
+
+    def __init__(self, normal_model: NormalModel, grid_sizes: list[int], cfg: HLGFAConfig):
         super().__init__()
-        if measure not in MEASURES:
-            raise ValueError(f"unknown measure {measure!r}; choose from {', '.join(MEASURES)}")
-        self.normal, self.measure = normal_model, measure
+        if cfg.measure not in MEASURES:
+            raise ValueError(f"unknown measure {cfg.measure!r}; choose from {', '.join(MEASURES)}")
+        self.normal, self.measure, self.cfg = normal_model, cfg.measure, cfg
         self.map_grid = max(grid_sizes)  # the finest level's grid: maps are combined there
+
+    @property
+    def level_weights(self) -> tuple[float, ...]:
+        return self.cfg.level_weights
+
+    def scored(self, vectors: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        """``vectors`` with ``None`` for the levels this generator does not score (weight 0)."""
+        return [v if w > 0 else None for v, w in zip(vectors, self.level_weights)]
 
     def vectors(self, high: list[torch.Tensor], refined: list[torch.Tensor]) -> list[torch.Tensor]:
         """What is measured per cell: the pair (joint) or the residual."""
@@ -71,13 +84,34 @@ class AnomalyMapGenerator(nn.Module):
             maps.append(F.interpolate(energy, size=(size, size), mode="bilinear", align_corners=False))
         return maps
 
-    def forward(
-        self, vectors: list[torch.Tensor | None], size: int, sigma: float, weights: tuple[float, ...]
-    ) -> torch.Tensor:
+    def forward(self, vectors: list[torch.Tensor | None], size: int) -> torch.Tensor:
         """Per-level vectors -> (B, 1, size, size) anomaly map, combined on the finest grid."""
-        work = min(size, self.map_grid)
-        amap = combine_levels(self.level_maps(vectors, work, weights), weights, sigma * work / size)
+        work, weights = min(size, self.map_grid), self.level_weights
+        amap = combine_levels(self.level_maps(vectors, work, weights), weights, self.cfg.smoothing_sigma * work / size)
         return F.interpolate(amap, size=(size, size), mode="bilinear", align_corners=False)
+
+    def image_scores(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) maps -> (B,) image scores, as ``image_score`` says."""
+        return image_scores(maps, self.cfg.image_score)
+
+
+def build_map_generator(cfg: HLGFAConfig, channels: list[int]) -> AnomalyMapGenerator:
+    """The anomaly-map generator (normal model, measure, levels, smoothing) of a concrete scoring config."""
+    if cfg.scoring == "auto":
+        raise ValueError("scoring=auto is not a normal model: resolve it first (selection.provisional)")
+    dims = [2 * c if cfg.measure == "joint" else c for c in channels]
+    grids = [cfg.image_size // s for s in cfg.feature_strides]
+    normal = make_normal_model(
+        cfg.scoring,
+        dims,
+        grids,
+        shrinkage=cfg.covariance_shrinkage,
+        memory_size=cfg.memory_size,
+        neighbourhood=cfg.neighbourhood,
+        seed=cfg.seed,
+        yardstick=cfg.memory_yardstick,
+    )
+    return AnomalyMapGenerator(normal, grids, cfg)
 
 
 def combine_levels(level_maps: list[torch.Tensor | None], weights: tuple[float, ...], sigma: float) -> torch.Tensor:

@@ -57,9 +57,8 @@ class HLGFAConfig:
     prior_kernel: int = 5
     """Box low-pass size (feature cells) that splits structure from detail."""
     guidance: str = "bottleneck"
-    """``bottleneck``: priors reach the refiner only through a narrow, pooled code
-    (cannot be copied). ``full``: every prior channel at full resolution (the
-    identity-shortcut demonstration: defects get copied and align too)."""
+    """``bottleneck``: priors reach the refiner only through a narrow, pooled code (cannot be copied).
+    ``full``: every prior channel at full resolution (the identity shortcut: defects get copied too)."""
     guidance_channels: int = 8
     """Width of the bottleneck code per level."""
     hidden_channels: int = 32
@@ -80,19 +79,15 @@ class HLGFAConfig:
     """0 = all; otherwise a deterministic subset (for fast classroom/CI runs)."""
     num_threads: int = 0
     """torch intra-op threads; 0 = auto: ``HLGFA_THREADS`` if set, else the cores idle at the start
-    (cores minus load average, at least 1; see threads.py and README: busy machines)."""
+    (cores minus load average, at least 1; see run/threads.py)."""
     device: str = "auto"
     """``auto`` (CUDA, then Apple MPS, then CPU), or a torch device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``)."""
 
     # --- scoring ---------------------------------------------------------
     scoring: str = "auto"
-    """The normal model that says how far a cell is from normal alignment (``hlgfa_lite/scoring``):
-    ``auto`` (chosen per training set between ``memory`` and ``cell_gaussian`` on held-out
-    training images with synthetic defects, see ``selection.py``), ``memory`` (nearest normal
-    cell of any training image: position-free, for objects in any pose, textures and a few
-    dozen images), ``cell_gaussian`` (Mahalanobis per cell: aligned parts only), ``gaussian``
-    (one Gaussian for all cells),
-    ``channel`` (per-channel variance) or ``none`` (squared length)."""
+    """The normal model (``method/scoring/``): ``memory`` (nearest normal cell of any training image:
+    position-free), ``cell_gaussian`` (Mahalanobis per cell: aligned parts), ``gaussian``, ``channel``,
+    ``none``, or ``auto``: ``memory`` or ``cell_gaussian``, chosen at calibration (``calibration.py``)."""
     measure: str = "joint"
     """What is measured per cell: ``joint`` (the pair [refined low-res, high-res]) or
     ``residual`` (high-res minus refined low-res: pure misalignment) or ``high`` (the
@@ -101,12 +96,9 @@ class HLGFAConfig:
     """Cells kept per level by ``memory`` (greedy coreset); the cost per image is
     proportional to it and independent of the number of training images."""
     calibration_rotations: bool = False
-    """``memory``: the normal model also sees every training image turned by 90, 180 and 270 degrees
-    (the refiners train on upright images only), so an object lying in another orientation is normal.
-    Off by default: it helps where few images leave orientations uncovered (screw, 40 images: image
-    AUROC 0.785 -> 0.849) and costs elsewhere (screw, 320: 0.974 -> 0.935; grass 0.940 -> 0.895), and
-    ``auto``'s held-out check did not tell those cases apart (README). Wrong where orientation is
-    itself a defect (a part mounted turned)."""
+    """``memory``: the normal model also sees every training image turned by 90, 180 and 270 degrees,
+    so an object lying in another orientation is normal. Off by default: it helps only where few images
+    leave orientations uncovered (docs/DESIGN.md); wrong where orientation is itself a defect."""
     neighbourhood: int = 1
     """``memory``: each cell is averaged with its n x n neighbours before matching (1 = off)."""
     memory_yardstick: str = "position"
@@ -114,13 +106,12 @@ class HLGFAConfig:
     position), ``global`` (one number), ``floor`` (per position, never below the global one) or
     ``border`` (global inside, floored per position in the border ring)."""
     level_weights: tuple[float, ...] = (0.0, 1.0, 2.0)
-    """Weight of each feature level (finest first) in the anomaly map; 0 drops a level.
-    All three levels are aligned in training; on Magnetic Tile the stride-4 level's map
-    only added noise (image AUROC 0.93 with (1, 1, 1) vs 0.96 with (0, 1, 2), measured)."""
+    """Weight of each feature level (finest first) in the anomaly map; 0 drops a level (not refined
+    or scored at prediction time). All levels are aligned in training; the stride-4 map only added
+    noise (docs/DESIGN.md, anomaly map)."""
     covariance_shrinkage: float = 0.0
-    """Per-cell covariances are shrunk toward the covariance pooled over cells with
-    ``covariance_shrinkage x dimensions`` pseudo-observations: 0 for hundreds of training
-    images, ~1 for a few dozen (the demo uses 1)."""
+    """Per-cell covariances are shrunk toward the pooled one with ``covariance_shrinkage x dimensions``
+    pseudo-observations: 0 for hundreds of training images, ~1 for a few dozen."""
     smoothing_sigma: float = 4.0
     """Gaussian smoothing of the anomaly map, in pixels at ``image_size``."""
     image_score: str = "max"
@@ -287,9 +278,16 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     raise ConfigError(f"{source}: {key}={value!r} is not a valid {kind}")
 
 
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {"epochs": 6},
+}
+"""Named overrides of the defaults. ``demo``: the main job (``hlgfa-lite demo``, ``make demo``) on the
+embedded demo data: 40 training crops of 128 px per category, scored at the default 256 px."""
+
+
 def default_config(**overrides: Any) -> HLGFAConfig:
     """The default configuration with keyword overrides (validated)."""
     return HLGFAConfig().with_overrides(overrides) if overrides else HLGFAConfig()
 
 
-__all__ = ["BLOCKS", "HLGFAConfig", "default_config"]
+__all__ = ["BLOCKS", "PRESETS", "HLGFAConfig", "default_config"]

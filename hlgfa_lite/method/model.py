@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .anomaly_map import AnomalyMapGenerator, image_scores
+from .anomaly_map import AnomalyMapGenerator, build_map_generator
 from .backbone import FrozenBackbone
 from .blocks import ConditionalModulation, DualResolution, GatedResidual, GuidanceCode, decompose
 from .config import HLGFAConfig
-from .scoring import make_normal_model
+from .selection import provisional
 
 
 class LevelRefiner(nn.Module):
@@ -84,32 +84,20 @@ def alignment_loss(out: HLGFAOutput) -> tuple[torch.Tensor, list[torch.Tensor]]:
     return torch.stack(per_level).mean(), per_level
 
 
-def scoring_in_use(cfg: HLGFAConfig) -> str:
-    """The normal model a config builds: ``auto`` starts as ``memory`` until one is chosen (selection.py)."""
-    return "memory" if cfg.scoring == "auto" else cfg.scoring
-
-
-def build_map_generator(cfg: HLGFAConfig, channels: list[int]) -> AnomalyMapGenerator:
-    """The anomaly-map generator (normal model + measure) that ``cfg`` asks for."""
-    dims = [2 * c if cfg.measure == "joint" else c for c in channels]
-    grids = [cfg.image_size // s for s in cfg.feature_strides]
-    normal = make_normal_model(
-        scoring_in_use(cfg),
-        dims,
-        grids,
-        shrinkage=cfg.covariance_shrinkage,
-        memory_size=cfg.memory_size,
-        neighbourhood=cfg.neighbourhood,
-        seed=cfg.seed,
-        yardstick=cfg.memory_yardstick,
-    )
-    return AnomalyMapGenerator(normal, grids, cfg.measure)
-
-
 class HLGFA(nn.Module):
-    def __init__(self, cfg: HLGFAConfig, backbone: FrozenBackbone | None = None):
+    """The trained refiners and the normal model they are scored with.
+
+    ``cfg`` is the config as asked for (``config.json``; never changed). The map generator holds the
+    concrete scoring config (:attr:`scoring_cfg`): ``scoring`` (never ``auto``), the levels scored,
+    smoothing, image score. ``scoring`` may give it (a reloaded run); else it is
+    :func:`~hlgfa_lite.method.selection.provisional` until calibration (calibration.py) chooses.
+    ``calibration`` records what calibration chose (``{}`` for a fixed scoring).
+    """
+
+    def __init__(self, cfg: HLGFAConfig, backbone: FrozenBackbone | None = None, scoring: HLGFAConfig | None = None):
         super().__init__()
         self.cfg = cfg
+        self.calibration: dict = {}
         self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides, cfg.backbone_padding)
         self.extractor = DualResolution(self.backbone, cfg.low_size, cfg.dual_resolution)
         channels = self.backbone.channels
@@ -117,15 +105,20 @@ class HLGFA(nn.Module):
             self.register_buffer(f"feat_mean{i}", torch.zeros(1, c, 1, 1))
             self.register_buffer(f"feat_std{i}", torch.ones(1, c, 1, 1))
         self.refiners = nn.ModuleList(LevelRefiner(c, cfg) for c in channels)
-        self.map_generator = build_map_generator(cfg, channels)
+        self.map_generator = build_map_generator(scoring or provisional(cfg), channels)
         self.to(self.backbone.mean.device)  # a shared backbone may already sit on a GPU: follow it
 
-    def set_scoring(self, cfg: HLGFAConfig, generator: AnomalyMapGenerator | None = None) -> None:
-        """Swap in the scoring of ``cfg`` (normal model, measure, map keys), keeping the trained
-        refiners; call :meth:`calibrate` afterwards unless an already fitted ``generator`` (built
-        for ``cfg``) is given. Lets scoring variants share one training."""
-        self.cfg = cfg
-        self.map_generator = generator or build_map_generator(cfg, self.backbone.channels).to(self.device)
+    @property
+    def scoring_cfg(self) -> HLGFAConfig:
+        """The concrete scoring config in use (the map generator's)."""
+        return self.map_generator.cfg
+
+    def set_scoring(self, scoring: HLGFAConfig | AnomalyMapGenerator) -> None:
+        """Score with a concrete config (call :meth:`calibrate` afterwards) or an already fitted
+        generator, keeping the trained refiners. Lets scoring variants share one training."""
+        if isinstance(scoring, HLGFAConfig):
+            scoring = build_map_generator(scoring, self.backbone.channels).to(self.device)
+        self.map_generator = scoring
 
     @property
     def device(self) -> torch.device:
@@ -158,16 +151,14 @@ class HLGFA(nn.Module):
     def level_vectors(
         self, out: HLGFAOutput, generator: AnomalyMapGenerator | None = None
     ) -> list[torch.Tensor | None]:
-        """What ``generator`` (default: the model's) measures per level; ``None`` for levels of weight 0."""
+        """What ``generator`` (default: the model's) measures per level; ``None`` for the levels it does not score."""
         gen = generator or self.map_generator
-        return [v if w > 0 else None for v, w in zip(gen.vectors(out.high, out.refined), self.cfg.level_weights)]
+        return gen.scored(gen.vectors(out.high, out.refined))
 
     @torch.no_grad()
     def calibrate(self, batches: Iterable[torch.Tensor]) -> None:
-        """Fit the normal model on clean training images (after training, in eval mode).
-
-        Levels whose map weight is 0 are skipped (passed as ``None``): they are never scored.
-        """
+        """Fit the current normal model on these training images (eval mode); levels it does not
+        score are skipped. What the images are, and choosing the model, is calibration.py's job."""
         self.eval()
         self.map_generator.calibrate(self.level_vectors(self(b)) for b in batches)
 
@@ -178,15 +169,15 @@ class HLGFA(nn.Module):
         Levels whose map weight is 0 are not refined here (they would only cost time).
         """
         self.eval()
-        weights = self.cfg.level_weights
-        high, low = self.extractor(images.to(self.device), [w > 0 for w in weights])
+        gen = self.map_generator
+        high, low = self.extractor(images.to(self.device), [w > 0 for w in gen.level_weights])
         vectors: list[torch.Tensor | None] = [None] * len(high)
         for i, (refiner, lo, hi) in enumerate(zip(self.refiners, low, high)):
             if lo is not None:
                 hi, lo = self._standardise_level(i, hi), self._standardise_level(i, lo)
-                vectors[i] = self.map_generator.vectors([hi], [refiner(lo, hi)])[0]
-        maps = self.map_generator(vectors, images.shape[-1], self.cfg.smoothing_sigma, weights)
-        return image_scores(maps, self.cfg.image_score).cpu(), maps.cpu()
+                vectors[i] = gen.vectors([hi], [refiner(lo, hi)])[0]
+        maps = gen(vectors, images.shape[-1])
+        return gen.image_scores(maps).cpu(), maps.cpu()
 
     @torch.no_grad()
     def inspect(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:

@@ -24,12 +24,11 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from .anomaly_map import AnomalyMapGenerator
+from .anomaly_map import AnomalyMapGenerator, build_map_generator
 from .config import HLGFAConfig
 from .data.cache import TensorSplit
 from .data.demo import DEFECT_TYPES, add_defect
-from .data.rotations import rotations
-from .model import build_map_generator
+from .data.rotations import with_turns
 
 
 def _memory(cfg: HLGFAConfig) -> dict[str, Any]:
@@ -38,9 +37,8 @@ def _memory(cfg: HLGFAConfig) -> dict[str, Any]:
 
 def _cell_gaussian_coarsest(cfg: HLGFAConfig) -> dict[str, Any]:
     """The per-cell Gaussian on the coarsest scored level only (stride 16 by default): statistics tied
-    to a position need cells coarser than the parts' misregistration. Magnetic Tile, three seeds:
-    image / pixel AUROC / AUPRO 0.971 / 0.800 / 0.741 vs 0.963 / 0.796 / 0.751 on strides 8 + 16, and
-    the stride-8 refiner and search are skipped (latency 1.27 vs 1.45 x the bare backbone)."""
+    to a position need cells coarser than the parts' misregistration, and the finer refiners and
+    searches are skipped (figures: docs/DESIGN.md, ``auto``)."""
     weights = [0.0] * len(cfg.level_weights)
     weights[max(i for i, w in enumerate(cfg.level_weights) if w > 0)] = 1.0
     return {"scoring": "cell_gaussian", "level_weights": weights, "calibration_rotations": False}
@@ -58,11 +56,15 @@ def candidate_config(name: str, cfg: HLGFAConfig) -> HLGFAConfig:
     return cfg.with_overrides(CANDIDATES[name](cfg))
 
 
+def provisional(cfg: HLGFAConfig) -> HLGFAConfig:
+    """The concrete scoring config of a model not yet calibrated: ``cfg`` itself, or with ``auto``
+    the default candidate's until calibration (calibration.py) chooses."""
+    return candidate_config(next(iter(CANDIDATES)), cfg) if cfg.scoring == "auto" else cfg
+
+
 MARGIN = 0.01
-"""How much better another candidate must score on the held-out images to replace the first
-(``cell_gaussian`` - ``memory``: Magnetic Tile, where cell_gaussian is right, +0.034 / +0.030 / +0.028
-over seeds 0 / 1 / 2 (benchmarks/real_data.py) and +0.013 with 240 of its images; screw, where memory
-is right, +0.007 / +0.005 / +0.000 (benchmarks/selection_sweep.py))."""
+"""How much better another candidate must score on the held-out images to replace the first: set
+between the measured gaps where ``cell_gaussian`` is right and where ``memory`` is (docs/DESIGN.md)."""
 MIN_IMAGES = 10
 """Below this many training images there is nothing to hold out: ``auto`` means ``memory``."""
 MAX_HELD_OUT = 32
@@ -70,11 +72,10 @@ DEFECT_OPACITY = 0.35
 """Synthetic defects are blended at this opacity: faint, like the defects that separate
 detectors (at full opacity every candidate finds them all and the choice is a coin toss)."""
 DEFECT_KINDS: tuple[dict[str, Any], ...] = ({}, {"grey": True})
-"""Keyword arguments of :func:`with_synthetic_defects`, one scoring of the held-out images each. Tinted
-defects on grey-level images are found by any model (Magnetic Tile held out, memory: 0.985 tinted,
-0.908 grey) and the statistic sat at the margin there (seed 2 chose memory: test image AUROC 0.916
-instead of 0.965); grey ones alone favour cell_gaussian on screw too (+0.010). On colour images both
-kinds are the same defects."""
+"""Keyword arguments of :func:`with_synthetic_defects`, one scoring of the held-out images each: as
+drawn and in grey. Tinted defects on grey-level images are found by any model, grey ones alone
+mislead on screw; the mean of both ranks the measured cases right (docs/DESIGN.md). On colour
+images both kinds are the same defects."""
 
 
 @dataclass
@@ -114,13 +115,15 @@ Fits = dict[tuple[str, str], AnomalyMapGenerator]
 
 @torch.no_grad()
 def fit_candidates(
-    model, cfg: HLGFAConfig, split: TensorSplit, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    model, cfg: HLGFAConfig, split: TensorSplit, copies: Iterable[tuple[torch.Tensor, torch.Tensor]]
 ) -> tuple[dict[str, HLGFAConfig], Fits, list[int]]:
     """Every candidate's normal model fitted on the kept images and on all of them, in one pass.
 
-    ``batches`` yields (images, their indices in ``split``) (train.calibration_batches); the backbone
-    and refiners run once per image. Returns (candidate -> config, (candidate, "kept" | "all") ->
-    fitted map generator, held-out indices); with too few images only the first candidate, on all."""
+    ``copies`` yields (images, their indices in ``split``) (calibration.batch_copies); each is followed
+    by its quarter turns for the candidates that ask for them (``with_turns``: the order a candidate
+    calibrated alone sees). The backbone and refiners run once per image. Returns (candidate ->
+    config, (candidate, "kept" | "all") -> fitted map generator, held-out indices); with too few
+    images only the first candidate, on all."""
     n = len(split)
     held = held_out_indices(n) if n >= MIN_IMAGES else []
     names = list(CANDIDATES) if held else [next(iter(CANDIDATES))]
@@ -134,19 +137,17 @@ def fit_candidates(
     is_held[held] = True
     turns = any(c.calibration_rotations for c in configs.values())
     model.eval()
-    for images, idx in batches:
+    for images, idx in copies:
         kept = ~is_held[idx]
-        views = [images] + (rotations(images) if turns else [])  # turned copies only for who asks
-        for turn, view in enumerate(views):
+        for turn, view in enumerate(with_turns(images, turns)):  # turned views only for who asks
             out = model(view)
-            measured: dict[str, list[torch.Tensor | None]] = {}  # the candidates share what they measure
+            measured: dict[str, list[torch.Tensor]] = {}  # the candidates share what they measure
             for key, gen in fits.items():
-                if turn > 0 and not configs[key[0]].calibration_rotations:
+                if turn > 0 and not gen.cfg.calibration_rotations:
                     continue
                 if gen.measure not in measured:
-                    measured[gen.measure] = model.level_vectors(out, gen)
-                weights = configs[key[0]].level_weights  # levels this candidate does not score are not fitted
-                vectors = [None if w <= 0 else v for v, w in zip(measured[gen.measure], weights)]
+                    measured[gen.measure] = gen.vectors(out.high, out.refined)
+                vectors = gen.scored(measured[gen.measure])  # levels this candidate does not score are not fitted
                 if key[1] == "kept":
                     if not kept.any():
                         continue
@@ -159,14 +160,14 @@ def fit_candidates(
 
 @torch.no_grad()
 def select_scoring(
-    model, cfg: HLGFAConfig, split: TensorSplit, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    model, cfg: HLGFAConfig, split: TensorSplit, copies: Iterable[tuple[torch.Tensor, torch.Tensor]]
 ) -> Selection:
     """Choose the normal model and leave ``model`` calibrated with it on every training image
     (:func:`fit_candidates`, then :func:`held_out_scores` of each candidate fitted on the kept images)."""
-    configs, fits, held = fit_candidates(model, cfg, split, batches)
+    configs, fits, held = fit_candidates(model, cfg, split, copies)
     scores = held_out_scores(model, configs, fits, split, held, cfg.seed) if held else {}
     best = choose(scores)
-    model.set_scoring(configs[best], fits[best, "all"])
+    model.set_scoring(fits[best, "all"])
     return Selection(best, scores, len(held))
 
 
@@ -206,16 +207,13 @@ def held_out_scores(
         s = held_out_set(good, seed, **kind)
         if not any(torch.equal(s.images, other.images) for other in sets):
             sets.append(s)
-    return {
-        name: float(np.mean([held_out_aurocs(model, c, fits[name, "kept"], s) for s in sets]))
-        for name, c in configs.items()
-    }
+    return {name: float(np.mean([held_out_aurocs(model, fits[name, "kept"], s) for s in sets])) for name in configs}
 
 
-def held_out_aurocs(model, cfg: HLGFAConfig, generator, held_out: HeldOut) -> tuple[float, float]:
-    """(image AUROC, pixel AUROC) of ``generator`` (built for ``cfg``) on a :class:`HeldOut` set."""
-    model.set_scoring(cfg, generator)
-    images, step = held_out.images, cfg.batch_size
+def held_out_aurocs(model, generator: AnomalyMapGenerator, held_out: HeldOut) -> tuple[float, float]:
+    """(image AUROC, pixel AUROC) of a fitted ``generator`` on a :class:`HeldOut` set."""
+    model.set_scoring(generator)
+    images, step = held_out.images, generator.cfg.batch_size
     s, maps = zip(*(model.predict(images[i : i + step]) for i in range(0, len(images), step)))
     image_auc = roc_auc_score(held_out.labels, torch.cat(s).numpy())
     pixel_auc = roc_auc_score(held_out.pixel_truth, torch.cat(maps)[:, 0].numpy().reshape(-1))

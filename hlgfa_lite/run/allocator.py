@@ -1,11 +1,9 @@
 """Keep freed memory in the process for reuse (glibc), instead of handing it back to the OS.
 
-Training and calibration allocate and free the same large tensors batch after batch. glibc
-returns every block above its (dynamic) mmap threshold to the OS when it is freed, and the next
-one costs a page fault per 4 kB on first touch: fitting 381 Magnetic Tile images took 128 s, 63 s
-of it in the kernel (39 million minor page faults). With the mmap threshold at glibc's maximum
-(32 MB) and the trim threshold at 1 GB those blocks stay in the heap and are reused: 100 s, 17 s in
-the kernel, peak RSS 2,483 -> 2,644 MB (measured; inference at batch 1 unchanged). Applied by
+Training and calibration allocate and free the same large tensors batch after batch; glibc
+returns every large block to the OS when it is freed, and the next one costs a page fault per
+page on first touch. With the mmap threshold at glibc's maximum and a high trim threshold those
+blocks stay in the heap and are reused (figures: docs/DESIGN.md, "Freed memory"). Applied by
 ``fit`` (every command that trains goes through it) where glibc is the C library; a no-op
 elsewhere, or when you set ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` or
 ``GLIBC_TUNABLES`` yourself; ``HLGFA_KEEP_MEMORY=0`` turns it off.

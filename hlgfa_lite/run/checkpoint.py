@@ -2,8 +2,10 @@
 
 The frozen backbone is not stored when its weights come from the offline
 package (it is rebuilt bit for bit); otherwise (random, hub, file) it is.
-Writes go to a temporary file that is then renamed, so an interrupted write
-never replaces a good checkpoint with a broken one.
+Besides the config as asked for, a checkpoint stores the concrete scoring config
+the model scores with, whole (what ``scoring=auto`` resolved to), and the record
+of that choice. Writes go to a temporary file that is then renamed, so an
+interrupted write never replaces a good checkpoint with a broken one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from ..errors import ConfigError
 from ..method.config import SCORINGS, HLGFAConfig
-from ..method.model import HLGFA, scoring_in_use
+from ..method.model import HLGFA
 from .device import resolve_device
 
 FORMAT = "hlgfa_lite/1"
@@ -29,8 +31,8 @@ def _stored(key: str, cfg: HLGFAConfig) -> bool:
 
 
 def save_checkpoint(path: str | Path, model: HLGFA, cfg: HLGFAConfig, *, calibrated: bool, epoch: int) -> None:
-    """Also records the normal model in use and the levels it scores (what ``scoring=auto`` chose),
-    needed to rebuild the model."""
+    """``cfg`` is the run's config (``config.json``); the model's concrete scoring config and
+    calibration record are stored with it, needed to rebuild the model."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if _stored(k, cfg)}
     payload = {
         "format": FORMAT,
@@ -38,8 +40,8 @@ def save_checkpoint(path: str | Path, model: HLGFA, cfg: HLGFAConfig, *, calibra
         "state_dict": state,
         "calibrated": calibrated,
         "epoch": epoch,
-        "scoring_in_use": scoring_in_use(model.cfg),
-        "level_weights_in_use": list(model.cfg.level_weights),
+        "scoring_config": model.scoring_cfg.to_dict(),
+        "calibration": model.calibration,
     }
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -81,16 +83,26 @@ def load_run(run_dir: str | Path, device: str | None = None) -> HLGFA:
         raise ConfigError(
             f"{run_dir / 'checkpoint.pt'}: training stopped before calibration; rerun 'hlgfa-lite train' for this run"
         )
-    chosen = payload.get("scoring_in_use")
-    if cfg.scoring == "auto" and chosen not in SCORINGS[1:]:
-        raise ConfigError(f"{run_dir / 'checkpoint.pt'}: scoring=auto but no chosen normal model recorded; retrain")
-    if cfg.scoring == "auto":  # the chosen candidate's levels (checkpoints without them: the config's)
-        levels = payload.get("level_weights_in_use", cfg.level_weights)
-        cfg = cfg.with_overrides({"scoring": chosen, "level_weights": levels})
-    model = HLGFA(cfg)
+    model = HLGFA(cfg, scoring=stored_scoring(payload, cfg, run_dir / "checkpoint.pt"))
+    model.calibration = dict(payload.get("calibration", {}))
     load_model_state(model, payload["state_dict"], run_dir / "checkpoint.pt")
     model.eval()
     return model.to(resolve_device(device or cfg.device))
+
+
+def stored_scoring(payload: dict, cfg: HLGFAConfig, source: Path) -> HLGFAConfig:
+    """The concrete scoring config a checkpoint was calibrated with. Checkpoints written before it was
+    stored whole name the normal model and its level weights instead (``*_in_use``)."""
+    if "scoring_config" in payload:
+        scoring = HLGFAConfig.from_dict(payload["scoring_config"], source=str(source))
+    elif payload.get("scoring_in_use") in SCORINGS[1:]:
+        levels = payload.get("level_weights_in_use", cfg.level_weights)
+        scoring = cfg.with_overrides({"scoring": payload["scoring_in_use"], "level_weights": levels})
+    else:
+        scoring = cfg
+    if scoring.scoring == "auto":
+        raise ConfigError(f"{source}: scoring=auto but no chosen normal model recorded; retrain")
+    return scoring
 
 
 def load_model_state(model: HLGFA, state: dict[str, torch.Tensor], source: Path) -> None:

@@ -12,10 +12,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError, HLGFAError
-from ..method.config import BLOCKS, HLGFAConfig
-
-DEMO_DEFAULTS = {"epochs": 6}
-"""The demo: 40 training crops (128 px, scored at the default 256 px) per category (see README)."""
+from ..method.config import BLOCKS, PRESETS, HLGFAConfig
 
 
 def _config(args: argparse.Namespace, base: dict | None = None) -> HLGFAConfig:
@@ -72,7 +69,7 @@ def cmd_ablate(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo_job import run_demo
 
-    metrics = run_demo(_config(args, DEMO_DEFAULTS), args.out, categories=args.category, progress=not args.quiet)
+    metrics = run_demo(_config(args, PRESETS["demo"]), args.out, categories=args.category, progress=not args.quiet)
     for cat, m in metrics["categories"].items():
         print(f"{cat:>8}: ", end="")
         _print_metrics(m)

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..method.config import HLGFAConfig
 from ..method.data.demo import DEMO_CATEGORIES, make_demo_dataset
 from .evaluate import METRIC_KEYS, evaluate, run_metrics, write_figures
+from .run_folder import RunFolder
 from .train import fit
 
 
@@ -32,11 +33,12 @@ def run_demo(cfg: HLGFAConfig, out_dir: str | Path, categories: list[str] | None
     for category in categories:
         if progress:
             print(f"[{category}] training on {data_root / category / 'train' / 'good'}")
-        run_dir = out_dir / "runs" / category
-        trained = fit(cfg, data_root, category, run_dir, progress=progress)
+        run = RunFolder(out_dir / "runs" / category)
+        trained = fit(cfg, data_root, category, run.path, progress=progress)
         result = evaluate(trained.model, data_root, category, progress=progress)
-        metrics = run_metrics(result, run_dir, category)
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        metrics = run_metrics(result, trained.model, run, category)
+        run.write_metrics(metrics)
+        run_dir = run.path
         write_figures(result, run_dir / "figures")
         figures.mkdir(parents=True, exist_ok=True)
         shutil.copy(run_dir / "figures" / "heatmaps.png", figures / f"{category}_heatmaps.png")

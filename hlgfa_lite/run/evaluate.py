@@ -6,7 +6,6 @@ them, so ``ms_per_image`` is the model's latency per image (decoding excluded).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +15,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..method.backbone import RANDOM_WEIGHTS_WARNING
-from ..method.config import HLGFAConfig
 from ..method.data.cache import TensorSplit, decode_split
 from ..method.data.mvtec import list_samples
 from ..method.model import HLGFA
-from .checkpoint import load_run
 from .metrics import summarize
+from .run_folder import RunFolder
 
 METRIC_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
@@ -79,29 +77,21 @@ def evaluate(
     return EvalResult(metrics, scores, maps, test_split)
 
 
-def run_metrics(result: EvalResult, run_dir: Path, category: str) -> dict:
-    """Everything metrics.json holds: the metrics, timings, blocks and warnings."""
-    cfg = HLGFAConfig.load(run_dir / "config.json")
-    fit = _fit_record(run_dir)
+def run_metrics(result: EvalResult, model: HLGFA, run: RunFolder, category: str) -> dict:
+    """Everything metrics.json holds: the metrics, the normal model in use and what calibration chose
+    (from the model), fit time (from the run's log), blocks and warnings."""
+    cfg, fit = model.cfg, run.fit_record()
     return {
         **result.metrics,
         "seconds_fit": fit.get("seconds_fit"),
-        "scoring_selected": fit.get("scoring_selected", cfg.scoring),
-        "selection_scores": fit.get("selection_scores"),
+        "scoring_selected": model.calibration.get("scoring_selected", model.scoring_cfg.scoring),
+        "selection_scores": model.calibration.get("selection_scores"),
         "interrupted": fit.get("interrupted", False),
         "category": category,
         "blocks": cfg.blocks(),
         "torch_threads": torch.get_num_threads(),
         "warnings": [RANDOM_WEIGHTS_WARNING] if cfg.weights == "random" else [],
     }
-
-
-def _fit_record(run_dir: Path) -> dict:
-    log = run_dir / "train_log.jsonl"
-    if not log.is_file():
-        return {}
-    done = [json.loads(line) for line in log.read_text().splitlines() if line.strip() and '"done"' in line]
-    return done[-1] if done else {}
 
 
 def write_figures(result: EvalResult, out_dir: Path, n: int = 8) -> list[Path]:
@@ -130,10 +120,10 @@ def write_figures(result: EvalResult, out_dir: Path, n: int = 8) -> list[Path]:
 
 def evaluate_run(run_dir: str | Path, data_root: str | Path, category: str, progress: bool = True) -> dict:
     """CLI ``evaluate``: load a run, score the test split, write metrics.json and figures."""
-    run_dir = Path(run_dir)
-    model = load_run(run_dir)
+    run = RunFolder(run_dir)
+    model = run.load_model()
     result = evaluate(model, data_root, category, progress=progress)
-    metrics = run_metrics(result, run_dir, category)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_figures(result, run_dir / "figures")
+    metrics = run_metrics(result, model, run, category)
+    run.write_metrics(metrics)
+    write_figures(result, run.path / "figures")
     return metrics

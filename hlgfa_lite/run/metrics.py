@@ -120,7 +120,7 @@ def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float | None:
     """ROC AUC over all pixels of all given images; None without both defect and good pixels.
 
     Equals ``sklearn.metrics.roc_auc_score(masks.ravel(), maps.ravel())`` but sorts with
-    ``np.sort`` + ``np.searchsorted`` (about 1 s instead of 13 s for 400 x 256 x 256 pixels).
+    ``np.sort`` + ``np.searchsorted``: an order of magnitude faster on a whole test set (docs/DESIGN.md).
     """
     masks, maps = _masks_and_maps(masks, maps)
     pos = maps[masks]

@@ -1,13 +1,11 @@
 """CPU threads that degrade gracefully on a shared machine.
 
-Two torch processes that each run two OpenMP threads on two cores slowed each other
-down 76x with OpenMP's default wait policy (one 256 px prediction: 29 ms alone, 2.2 s
-each with two). So by default (``num_threads=0``) a run takes the cores that are idle
-when it starts — ``cores - load average``, at least one — and ``OMP_WAIT_POLICY=ACTIVE``
-is set when ``hlgfa_lite`` is imported before torch: fastest alone (22-25 ms) and ~4x
-slower, not 76x, when two runs share the cores (106 ms each; 51 / 92 ms when the second
-run took one thread). ``PASSIVE`` shares best (37-42 ms each) but doubles the time alone
-(48 ms), so it is not the default. ``HLGFA_THREADS=N`` or ``--set num_threads=N`` forces N.
+Two torch processes that each spin OpenMP threads on the same cores slow each other down
+badly with OpenMP's default wait policy. So by default (``num_threads=0``) a run takes the cores
+that are idle when it starts — ``cores - load average``, at least one — and
+``OMP_WAIT_POLICY=ACTIVE`` is set when ``hlgfa_lite`` is imported before torch: the fastest
+alone and the mildest slowdown when shared (figures: docs/DESIGN.md, "Device and threads").
+``HLGFA_THREADS=N`` or ``--set num_threads=N`` forces N.
 """
 
 from __future__ import annotations

@@ -11,3 +11,8 @@ QUARTER_TURNS = (1, 2, 3)
 def rotations(images: torch.Tensor) -> list[torch.Tensor]:
     """(B, C, S, S) images turned by 90, 180 and 270 degrees (exact: no interpolation)."""
     return [torch.rot90(images, k, dims=(2, 3)) for k in QUARTER_TURNS]
+
+
+def with_turns(images: torch.Tensor, turns: bool) -> list[torch.Tensor]:
+    """The views of a batch the normal model sees: the batch, then (``turns``) its quarter turns."""
+    return [images, *rotations(images)] if turns else [images]

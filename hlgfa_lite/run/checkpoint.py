@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from ..method.config import SCORINGS, HLGFAConfig
+from ..method.config import BEFORE_DEFAULTS, SCORINGS, HLGFAConfig
 from ..method.model import HLGFA
 from .device import resolve_device
 
@@ -70,9 +70,9 @@ def load_run(run_dir: str | Path, device: str | None = None) -> HLGFA:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: run folder not found; pass the --out folder of 'hlgfa-lite train'")
-    cfg = HLGFAConfig.load(run_dir / "config.json")
+    cfg = HLGFAConfig.load(run_dir / "config.json", missing=BEFORE_DEFAULTS)
     payload = read_checkpoint(run_dir / "checkpoint.pt")
-    saved = HLGFAConfig.from_dict(payload["config"], source=f"{run_dir / 'checkpoint.pt'}")
+    saved = HLGFAConfig.from_dict(payload["config"], source=f"{run_dir / 'checkpoint.pt'}", missing=BEFORE_DEFAULTS)
     if saved != cfg:
         diff = sorted(k for k, v in cfg.to_dict().items() if saved.to_dict().get(k) != v)
         raise ConfigError(
@@ -94,7 +94,7 @@ def stored_scoring(payload: dict, cfg: HLGFAConfig, source: Path) -> HLGFAConfig
     """The concrete scoring config a checkpoint was calibrated with. Checkpoints written before it was
     stored whole name the normal model and its level weights instead (``*_in_use``)."""
     if "scoring_config" in payload:
-        scoring = HLGFAConfig.from_dict(payload["scoring_config"], source=str(source))
+        scoring = HLGFAConfig.from_dict(payload["scoring_config"], source=str(source), missing=BEFORE_DEFAULTS)
     elif payload.get("scoring_in_use") in SCORINGS[1:]:
         levels = payload.get("level_weights_in_use", cfg.level_weights)
         scoring = cfg.with_overrides({"scoring": payload["scoring_in_use"], "level_weights": levels})

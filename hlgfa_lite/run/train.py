@@ -110,7 +110,7 @@ def build_model(cfg: HLGFAConfig, train_split: TensorSplit, backbone: FrozenBack
         where = train_split.samples[0].path.parent if len(train_split) else "train/good"
         raise TrainingError(f"{where}: HLGFA needs at least 2 training images (found {len(train_split)})")
     if backbone is None:
-        backbone = FrozenBackbone(cfg.backbone, cfg.weights, cfg.feature_strides, cfg.backbone_padding)
+        backbone = FrozenBackbone.for_config(cfg)
     torch.manual_seed(cfg.seed)  # refiners start the same whether or not a backbone was passed in
     model = HLGFA(cfg, backbone).to(resolve_device(cfg.device))
     stats_idx = subset(list(range(len(train_split))), STATS_IMAGES, cfg.seed)

@@ -274,23 +274,6 @@ def _border_ring(grid: int) -> torch.Tensor:
     return edge[:, None] | edge[None, :]
 
 
-def _edge_distance(grid: int) -> torch.Tensor:
-    """(grid, grid) long: each cell's distance in cells to the nearest edge of the grid (0 on the border)."""
-    idx = torch.arange(grid)
-    edge = torch.minimum(idx, grid - 1 - idx)
-    return torch.minimum(edge[:, None], edge[None, :])
-
-
-def _ring_profile(per_position: torch.Tensor, overall: torch.Tensor) -> torch.Tensor:
-    """Each cell gets the mean of its ring (all cells at its distance to the edge), never below the
-    overall mean: the padding's effect depends on that distance alone, and a ring holds many cells."""
-    rings = _edge_distance(per_position.shape[-1]).to(per_position.device)
-    flat = rings.flatten()
-    total = torch.zeros(int(flat.max()) + 1, device=per_position.device).index_add_(0, flat, per_position.flatten())
-    count = torch.bincount(flat).to(total)
-    return (total / count)[rings].clamp_min(float(overall))
-
-
 YARDSTICKS = {
     # per position: sharp at the border, but amplifies noise where a region is quiet
     "position": lambda per_position, overall: per_position,
@@ -298,8 +281,6 @@ YARDSTICKS = {
     "global": lambda per_position, overall: torch.full_like(per_position, float(overall)),
     # per position, never below the overall mean: raises busy positions, never amplifies quiet ones
     "floor": lambda per_position, overall: per_position.clamp_min(float(overall)),
-    # per distance to the edge (the mean of each ring), never below the overall mean
-    "ring": _ring_profile,
     # the overall mean inside, per position (floored) in the border ring
     "border": lambda per_position, overall: torch.where(
         _border_ring(per_position.shape[-1]), per_position.clamp_min(float(overall)), float(overall)

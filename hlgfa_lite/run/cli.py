@@ -93,8 +93,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     print(f"cells: {len(result.ran)} run ({result.executor}), {len(result.skipped)} already done, "
           f"{len(result.failed)} failed; wrote {Path(args.out)}")  # fmt: skip
     if result.failed:
-        raise HLGFAError(f"{len(result.failed)} cell(s) failed (FAILED lines above); fix them and rerun the same "
-                         "command: finished cells are kept")  # fmt: skip
+        errors = set(result.failed.values())
+        why = errors.pop() if len(errors) == 1 else "see the FAILED lines above"
+        raise HLGFAError(f"{len(result.failed)} cell(s) failed: {why}; fix and rerun the same command "
+                         "(finished cells are kept)")  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

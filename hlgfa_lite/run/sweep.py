@@ -75,7 +75,8 @@ def sweep(
             _fail(result, path, cell, problems[cell.data], say=None)
         else:
             todo.append(cell)
-    bar = tqdm(total=len(cells), initial=len(result.skipped), desc="sweep", unit="cell", disable=not progress)
+    total = len(todo) + len(result.skipped)
+    bar = tqdm(total=total, initial=len(result.skipped), desc="sweep", unit="cell", disable=not progress)
     say_now = bar.write if progress else say
     with bar, _outcomes(kind, todo, address, num_cpus) as outcomes:
         for cell, outcome in outcomes:

@@ -76,14 +76,20 @@ def dataset_specs(data: list[str | Path], categories: list[str]) -> list[DataSpe
 
 
 def dataset_labels(specs: list[DataSpec]) -> dict[DataSpec, str]:
-    """The category names, made unique with a short hash of the root where two datasets share one."""
-    counts: dict[str, int] = {}
-    for s in specs:
-        counts[s.category] = counts.get(s.category, 0) + 1
-    return {
-        s: s.category if counts[s.category] == 1 else f"{s.category}-{hashlib.sha1(s.root.encode()).hexdigest()[:6]}"
-        for s in specs
-    }
+    """The category names; where two datasets share one, ``<root folder>-<category>``, else with a hash of the root."""
+
+    def unique(names: dict[DataSpec, str]) -> bool:
+        return len(set(names.values())) == len(names)
+
+    for name in (
+        lambda s: s.category,
+        lambda s: f"{Path(s.root).name}-{s.category}",
+        lambda s: f"{s.category}-{hashlib.sha1(s.root.encode()).hexdigest()[:6]}",
+    ):
+        labels = {s: name(s) for s in specs}
+        if unique(labels):
+            return labels
+    return labels
 
 
 def check_data(spec: DataSpec) -> str | None:

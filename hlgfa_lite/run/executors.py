@@ -57,6 +57,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
     started = not ray.is_initialized()
     if started:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing to report home (yours wins)
         kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         if address:
             kwargs["address"] = address
@@ -65,9 +66,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = address or "a local Ray"
+            fix = "start one with 'ray start --head'" if address else "try --executor sequential"
             raise ConfigError(
-                f"cannot start or reach {where}: {one_line(exc)}; start one with 'ray start --head' (docs/SWEEPS.md)"
+                f"cannot start or reach {address or 'a local Ray'}: {one_line(exc)}; {fix}; a cluster with token "
+                "authentication also needs RAY_AUTH_MODE=token and its token here (docs/SWEEPS.md)"
             ) from None
     try:
         yield ray.cluster_resources()

@@ -70,16 +70,17 @@ def assert_one_line_error(result: tuple[int, str, str], *names: str) -> str:
 @pytest.mark.parametrize(
     "argv,expected",
     [
-        ([], ["demo", "train", "evaluate", "predict", "ablate", "prepare", *BLOCKS]),
+        ([], ["demo", "train", "evaluate", "predict", "ablate", "sweep", "prepare", *BLOCKS]),
         (["demo"], ["--out", "--category", "--config", "--set", "--quiet"]),
         (["train"], ["--data", "--category", "--out", "--config", "--set", "--quiet"]),
         (["evaluate"], ["--run", "--data", "--category", "--quiet"]),
         (["predict"], ["--run", "--out", "IMAGE"]),
         (["ablate"], ["--data", "--category", "--out", "--config", "--set"]),
+        (["sweep"], ["--data", "--category", "--out", "--seeds", "--variant", "--variants", "--executor", "--address"]),
         (["prepare"], ["magnetic-tile"]),
         (["prepare", "magnetic-tile"], ["src", "dst"]),
     ],
-    ids=["top", "demo", "train", "evaluate", "predict", "ablate", "prepare", "prepare-magnetic-tile"],
+    ids=["top", "demo", "train", "evaluate", "predict", "ablate", "sweep", "prepare", "prepare-magnetic-tile"],
 )
 def test_help(argv: list[str], expected: list[str]) -> None:
     rc, out, err = run_cli([*argv, "--help"])
@@ -393,3 +394,36 @@ def test_module_error_exit_code_subprocess(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+# --- sweep ----------------------------------------------------------------------------------
+
+
+def sweep_argv(data: Path, out: Path, *extra: object) -> list[object]:
+    return ["sweep", "--data", data, "--category", "brick", "--out", out, "--quiet", "--seeds", "1", *extra]
+
+
+def test_sweep_unknown_variant(tmp_path: Path, demo_root: Path) -> None:
+    assert_one_line_error(
+        run_cli(sweep_argv(demo_root, tmp_path / "s", "--variant", "nope", *TINY_SET)), "nope", "full"
+    )
+
+
+def test_sweep_missing_data_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    result = run_cli(sweep_argv(missing, tmp_path / "s", "--variant", "full", "--executor", "sequential", *TINY_SET))
+    assert_one_line_error(result, str(missing), "1 cell(s) failed")
+    assert f"FAILED brick/full/seed0: {missing}" in result[1] or f"error: {missing}" in result[1]
+
+
+@pytest.mark.slow
+def test_cli_sweep_sequential_then_rerun(tmp_path: Path, demo_root: Path) -> None:
+    argv = sweep_argv(
+        demo_root, tmp_path / "s", "--variant", "gated_residual=off", "--executor", "sequential", *TINY_SET
+    )
+    rc, out, err = run_cli(argv)
+    assert rc == 0, err
+    assert "## image AUROC" in out and "gated_residual=off" in out and "cells: 2 run (sequential)" in out
+    assert (tmp_path / "s" / "brick" / "ablation.md").is_file()
+    rc, out, _ = run_cli(argv)
+    assert rc == 0 and "cells: 0 run (sequential), 2 already done, 0 failed" in out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,34 @@ def config_key(cfg: HLGFAConfig, data_id: str) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
+def train_and_score(
+    cfg: HLGFAConfig,
+    train_split: TensorSplit,
+    test_split: TensorSplit,
+    *,
+    backbone: FrozenBackbone | None = None,
+    name: str | None = None,
+    progress: bool = False,
+    strict: bool = False,
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Train + evaluate one configuration: (its metrics row, per-image scores, 32 x 32 pooled maps).
+
+    ``strict``: a Ctrl-C during training is raised again (``fit`` alone keeps the model it has)."""
+    trained = fit(cfg, train_split=train_split, backbone=backbone, progress=progress)
+    if strict and trained.interrupted:
+        raise KeyboardInterrupt
+    result: EvalResult = evaluate(trained.model, test_split=test_split, progress=progress)
+    row = {
+        "variant": name or variant_label(cfg),
+        **{k: result.metrics[k] for k in METRIC_KEYS},
+        "seconds_fit": trained.seconds_fit,
+        "ms_per_image": result.metrics["ms_per_image"],
+        "final_loss": trained.history["loss"][-1] if trained.history["loss"] else None,
+        "config": cfg.to_dict(),
+    }
+    return row, result.scores, pooled(result.maps)
+
+
 def run_variant(
     cfg: HLGFAConfig,
     train_split: TensorSplit,
@@ -73,19 +102,10 @@ def run_variant(
     cache = Path(cache_dir) / f"{config_key(cfg, data_id)}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         return json.loads(cache.read_text())
-    trained = fit(cfg, train_split=train_split, backbone=backbone, progress=progress)
-    result: EvalResult = evaluate(trained.model, test_split=test_split, progress=progress)
-    row = {
-        "variant": name or variant_label(cfg),
-        **{k: result.metrics[k] for k in METRIC_KEYS},
-        "seconds_fit": trained.seconds_fit,
-        "ms_per_image": result.metrics["ms_per_image"],
-        "final_loss": trained.history["loss"][-1] if trained.history["loss"] else None,
-        "config": cfg.to_dict(),
-    }
+    row, scores, maps = train_and_score(cfg, train_split, test_split, backbone=backbone, name=name, progress=progress)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache.with_suffix(".npz"), scores=result.scores, maps=pooled(result.maps))
+        np.savez_compressed(cache.with_suffix(".npz"), scores=scores, maps=maps)
         cache.write_text(json.dumps(row, indent=2) + "\n")
     return row
 
@@ -121,18 +141,36 @@ def ablate(
 
 
 def summarize_seeds(runs: dict[str, list[dict]], test_split: TensorSplit, cache_dir: Path, data_id: str) -> list[dict]:
-    """Rows of mean/std per metric and paired bootstrap differences to ``full``."""
-    labels = test_split.labels
+    """Rows of mean/std per metric and paired bootstrap differences to ``full`` (saved arrays in ``cache_dir``)."""
+
+    def load(row: dict) -> tuple[np.ndarray, np.ndarray]:
+        saved = np.load(Path(cache_dir) / f"{config_key(HLGFAConfig.from_dict(row['config']), data_id)}.npz")
+        return saved["scores"], saved["maps"]
+
     masks_small = pooled(test_split.masks[:, 0].numpy().astype(np.float32))
-    weights = bootstrap_weights(len(test_split))
+    return summarize_runs(runs, load, test_split.labels, masks_small, test_split.has_mask)
+
+
+def summarize_runs(
+    runs: dict[str, list[dict]],
+    load: Callable[[dict], tuple[np.ndarray, np.ndarray]],
+    labels: np.ndarray,
+    masks_small: np.ndarray,
+    has_mask: np.ndarray,
+) -> list[dict]:
+    """Rows of mean/std per metric and paired bootstrap differences to ``full``.
+
+    ``runs[variant]`` holds one row per seed (same seed order for every variant); ``load(row)``
+    gives that run's per-image scores and pooled maps; ``labels``, ``masks_small`` (pooled)
+    and ``has_mask`` describe the test images."""
+    weights = bootstrap_weights(len(labels))
 
     def rankings(rows: list[dict]) -> tuple[list, list]:
         img, pix = [], []
         for row in rows:
-            cfg = HLGFAConfig.from_dict(row["config"])
-            saved = np.load(Path(cache_dir) / f"{config_key(cfg, data_id)}.npz")
-            img.append(image_ranking(saved["scores"], labels))
-            pix.append(pixel_ranking(saved["maps"], masks_small, test_split.has_mask))
+            scores, maps = load(row)
+            img.append(image_ranking(scores, labels))
+            pix.append(pixel_ranking(maps, masks_small, has_mask))
         return img, pix
 
     full_img, full_pix = rankings(runs["full"])
@@ -165,14 +203,14 @@ def write_table(rows: list[dict], out_dir: Path) -> tuple[Path, Path, Path]:
         writer = csv.DictWriter(fh, fieldnames=cols + extra, extrasaction="ignore")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if r.get(k) is None else r[k]) if not k.endswith("_diff") else _ci(r.get(k))
+            writer.writerow({k: ("" if r.get(k) is None else r[k]) if not k.endswith("_diff") else ci_text(r.get(k))
                              for k in cols + extra})  # fmt: skip
     (out_dir / "ablation.md").write_text(markdown_table(rows, cols))
     save_figure(ablation_bars(rows), out_dir / "ablation.png")
     return out_dir / "ablation.csv", out_dir / "ablation.md", out_dir / "ablation.png"
 
 
-def _ci(diff: list | tuple | None) -> str:
+def ci_text(diff: list | tuple | None) -> str:
     return "" if diff is None else f"{diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]"
 
 
@@ -192,7 +230,7 @@ def markdown_table(rows: list[dict], cols: list[str]) -> str:
     head = cols + [f"Δ {d.removesuffix('_diff').replace('_', ' ')} [95% CI]" for d in diffs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [fmt(r, c) for c in cols] + [_ci(r.get(d)) or "–" for d in diffs]
+        cells = [fmt(r, c) for c in cols] + [ci_text(r.get(d)) or "–" for d in diffs]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -237,6 +275,11 @@ def ablate_folder(
     data_id = f"{Path(data_root).resolve()}::{category}"
     rows = ablate(base, train_split, test_split, out_dir, seeds=seeds, backbone=backbone, data_id=data_id,
                   progress=progress)  # fmt: skip
+    return rows, write_report(rows, out_dir)
+
+
+def write_report(rows: list[dict], out_dir: Path) -> tuple[Path, Path, Path]:
+    """The report of ``ablate``: :func:`write_table` plus ``verdicts.txt``."""
     files = write_table(rows, out_dir)
     (out_dir / "verdicts.txt").write_text("\n".join(verdicts(rows)) + "\n")
-    return rows, files
+    return files

@@ -1,4 +1,4 @@
-"""Command line: ``hlgfa-lite demo | train | evaluate | predict | ablate | prepare``.
+"""Command line: ``hlgfa-lite demo | train | evaluate | predict | ablate | sweep | prepare``.
 
 Every user error (missing folder, corrupt image, unknown ``--set`` key, a
 checkpoint from another config) is printed as one line and exits with code 2.
@@ -64,6 +64,36 @@ def cmd_ablate(args: argparse.Namespace) -> None:
     print(Path(files[1]).read_text(), end="")
     print((Path(args.out) / "verdicts.txt").read_text(), end="")
     print("wrote " + ", ".join(str(f) for f in files))
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import sweep
+    from .sweep_grid import dataset_specs, select_variants, slug
+
+    base = _config(args)
+    result = sweep(
+        base,
+        dataset_specs(args.data or [], args.category or []),
+        args.out,
+        variants=select_variants(base, args.variant, args.variants),
+        seeds=args.seeds,
+        executor=args.executor,
+        address=args.address,
+        num_cpus=args.num_cpus,
+        progress=not args.quiet,
+    )
+    across = Path(args.out) / "across_datasets.md"
+    if result.reports:
+        print(across.read_text(), end="")
+    for label in result.reports:
+        print(f"{label}:\n" + (Path(args.out) / slug(label) / "verdicts.txt").read_text(), end="")
+    print(f"cells: {len(result.ran)} run ({result.executor}), {len(result.skipped)} already done, "
+          f"{len(result.failed)} failed; wrote {Path(args.out)}")  # fmt: skip
+    if result.failed:
+        errors = set(result.failed.values())
+        why = errors.pop() if len(errors) == 1 else "see the FAILED lines above"
+        raise HLGFAError(f"{len(result.failed)} cell(s) failed: {why}; fix and rerun the same command "
+                         "(finished cells are kept)")  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -141,6 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per variant: mean ± std, paired bootstrap CI (3)")
     common(p)
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser(
+        "sweep", help="ablation grid: variants x seeds x datasets as Ray tasks (or here), resumable (docs/SWEEPS.md)"
+    )
+    p.add_argument("--data", action="append", help="MVTec-style root, repeatable; pair each with a --category")
+    p.add_argument("--category", action="append", help="category under the --data at the same position")
+    p.add_argument("--out", required=True, help="sweep folder: cells/ (one per run), one report per dataset")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per variant: mean ± std, paired bootstrap CI (3)")
+    p.add_argument("--variant", action="append", help="only this variant of the ablation list (repeatable)")
+    p.add_argument("--variants", metavar="FILE", help="JSON/YAML {name: {key: value}} variants instead of the list")
+    p.add_argument("--executor", default="auto", help="auto (Ray if installed), ray or sequential (auto)")
+    p.add_argument("--address", help="an existing Ray cluster: auto or ray://HOST:PORT (default: a local Ray)")
+    p.add_argument("--num-cpus", type=int, help="local Ray: cells at once, one torch thread each (all cores)")
+    common(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("prepare", help="convert a raw dataset into the MVTec AD layout")
     prep = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from hlgfa_lite.course.widgets import AblationPanel
+from hlgfa_lite.course.widgets import AblationPanel, code_fingerprint
 from hlgfa_lite.method.backbone import FrozenBackbone
 from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
 from hlgfa_lite.method.data import make_demo_dataset
@@ -108,3 +109,18 @@ def test_button_shows_errors_in_the_panel(splits: tuple, monkeypatch: pytest.Mon
     panel.button.click()
     assert "error: RuntimeError: boom" in panel.result.value
     assert panel.button.disabled is False
+
+
+def test_code_fingerprint_covers_the_whole_package(tmp_path: Path) -> None:
+    """A change anywhere in hlgfa_lite (here: the method layer) invalidates cached panel results."""
+    package = Path(__file__).resolve().parents[1] / "hlgfa_lite"
+    copy = tmp_path / "hlgfa_lite"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_fingerprint(copy) == code_fingerprint()  # same sources, same id
+    before = code_fingerprint(copy)
+    target = copy / "method" / "model.py"
+    target.write_text(target.read_text() + "\n# a change in the method\n")
+    assert code_fingerprint(copy) != before
+    before = code_fingerprint(copy)
+    (copy / "run" / "new_module.py").write_text("X = 1\n")
+    assert code_fingerprint(copy) != before

@@ -55,13 +55,13 @@ def split_fingerprint(*splits: TensorSplit) -> str:
     return digest.hexdigest()[:12]
 
 
-def code_fingerprint() -> str:
-    """A short hash of the library's source (model, training, blocks …): results cached under
-    an older version of the code are not served after the code changed."""
+def code_fingerprint(package: Path | None = None) -> str:
+    """A short hash of the whole package's source (every ``hlgfa_lite/**/*.py``: method, run, course):
+    results cached under an older version of the code are not served after the code changed."""
+    root = package or Path(__file__).resolve().parents[1]
     digest = hashlib.sha1()
-    package = Path(__file__).resolve().parent
-    for path in sorted([*package.glob("*.py"), *package.glob("blocks/*.py")]):
-        digest.update(path.name.encode() + path.read_bytes())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -270,7 +270,7 @@ class AblationPanel(widgets.VBox):
             note = "heatmaps not stored for this cached result (it came from the ablation table)"
             self.figure.outputs = ({"output_type": "stream", "name": "stdout", "text": note + "\n"},)
             return
-        from .figures import heatmap_grid
+        from ..figures import heatmap_grid
 
         maps, vmax = self._maps[key]
         split = self.test_split

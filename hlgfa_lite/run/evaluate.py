@@ -106,7 +106,7 @@ def _fit_record(run_dir: Path) -> dict:
 
 def write_figures(result: EvalResult, out_dir: Path, n: int = 8) -> list[Path]:
     """Heatmap overlays of the highest-scoring defects and good images, with ground truth."""
-    from ..course.figures import heatmap_grid, save_figure, save_overlay_png
+    from ..figures import heatmap_grid, save_figure, save_overlay_png
 
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = result.split.labels

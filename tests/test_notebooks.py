@@ -53,8 +53,26 @@ def test_committed_notebook_is_clean(path: Path) -> None:
     assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
     assert any("hlgfa_lite" in c.source for c in code), f"{path.name} does not use the library"
     assert "PROFILE" in code[1].source, f"{path.name}: the second cell derives the settings from PROFILE"
+    assert "= setup(PROFILE, WORKDIR, THREADS" in code[1].source, f"{path.name}: settings come from course.setup"
+    assert "SETTINGS" not in code[1].source and len(code[1].source.splitlines()) <= 15, f"{path.name}: a copied cell"
     assert any(c.source.startswith("# NBVAL_CHECK_OUTPUT") for c in code), f"{path.name}: no nbval-checked cell"
     assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_setup_builds_the_profiles_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hlgfa_lite.course.setup import SETTINGS, setup
+    from hlgfa_lite.method.config import HLGFAConfig
+
+    s, cfg, work, data, category = setup("ci", tmp_path / "work", 1)
+    assert s == SETTINGS["demo"]["ci"] and category == s["categories"][0] == "brick"
+    assert cfg == HLGFAConfig(image_size=s["image_size"], max_train_images=s["max_train_images"], epochs=s["epochs"],
+                              num_threads=1)  # fmt: skip
+    assert work.is_dir() and (data / category / "train" / "good").is_dir()
+    assert "profile ci: 128 px" in capsys.readouterr().out
+    s, cfg, _, data, category = setup("classroom", tmp_path / "real", 1, data="real")
+    assert data is None and category is None and cfg.image_size == 256 and "test_good" in s
+    with pytest.raises(ValueError, match="PROFILE='lab'"):
+        setup("lab", tmp_path / "x", 1)
 
 
 def _env(workdir: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hlgfa_lite.course.widgets import AblationPanel, code_fingerprint
+from hlgfa_lite.course.widgets import AblationPanel, code_fingerprint, panel_label
 from hlgfa_lite.method.backbone import FrozenBackbone
 from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
 from hlgfa_lite.method.data import make_demo_dataset
@@ -48,6 +48,21 @@ def test_dom_contract_and_checkbox_mapping(splits: tuple) -> None:
     assert panel.config().blocks() == {**CFG.blocks(), "gated_residual": False, "priors": False}
     panel.guidance.value = "full"
     assert panel.config().guidance == "full"
+
+
+def test_normal_model_switch(splits: tuple) -> None:
+    """The panel switches the normal model (notebook 5b): scoring and what it measures."""
+    train, test, backbone = splits
+    panel = AblationPanel(CFG, train, test, backbone=backbone)
+    assert {"scoring", "measure"} <= set(panel.overrides())
+    assert list(panel.normal_model["scoring"].options) == ["auto", "memory", "cell_gaussian"]
+    panel.normal_model["measure"].value = "high"
+    panel.normal_model["scoring"].value = "memory"
+    cfg = panel.config()
+    assert (cfg.measure, cfg.scoring) == ("high", "memory") and cfg.blocks() == CFG.blocks()
+    assert panel_label(cfg) == "full, scoring=memory, measure=high" and panel_label(CFG) == "full"
+    panel._show_config(CFG)  # a run of another configuration moves the switches back
+    assert panel.normal_model["measure"].value == "joint" and panel.normal_model["scoring"].value == CFG.scoring
 
 
 @pytest.mark.slow

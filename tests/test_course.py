@@ -26,7 +26,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "course"
 SOURCES = sorted((COURSE / "source").glob("*/*.ipynb"))
-AUTOGRADED = [p for p in SOURCES if p.stem[:2] in ("03", "04")]
+AUTOGRADED = [p for p in SOURCES if p.stem.split("_")[0] in ("03", "04", "05b")]
 """The notebooks with code exercises; 05-08 have written questions graded by hand."""
 WRITTEN = [p for p in SOURCES if p not in AUTOGRADED]
 STUB = re.compile(r"^(?P<indent>[ \t]*)# YOUR CODE HERE\n(?P=indent)raise NotImplementedError[ \t]*$", re.M)
@@ -34,6 +34,10 @@ CHECKERS = {  # grade_id of the answer cell -> (checker, the function the cell d
     "decompose_answer": ("check_decompose", "my_decompose"),
     "modulate_answer": ("check_modulation", "modulate"),
     "gated_residual_answer": ("check_gated_residual", "gated_residual"),
+}
+CHECKERS_5B = {  # notebook 5b: the second answer uses the first
+    "nearest_distance_answer": ("check_nearest_distance", "nearest_distance"),
+    "position_yardstick_answer": ("check_position_yardstick", "position_yardstick"),
 }
 WRONG_GATE = "    return x + gate_logits * correction  # forgot the sigmoid"
 ALIAS_CELL = "from hlgfa_lite.method.blocks import decompose\n\nmy_decompose = decompose"
@@ -88,7 +92,9 @@ def _squash(text: str) -> str:
 
 
 def test_course_has_source_notebooks_for_the_exercise_notebooks() -> None:
-    assert [p.stem for p in AUTOGRADED] == ["03_structure_and_detail_priors", "04_modulation_and_gated_residual"]
+    assert [p.stem for p in AUTOGRADED] == [
+        "03_structure_and_detail_priors", "04_modulation_and_gated_residual", "05b_normal_model"
+    ]  # fmt: skip
     assert [p.stem for p in WRITTEN] == ["05_training", "06_ablation", "07_noise_augmentation", "08_real_data"]
     assert all(p.parent.name == p.stem for p in SOURCES), "one assignment per notebook, named after it"
     assert (COURSE / "nbgrader_config.py").is_file()
@@ -135,6 +141,17 @@ def test_reference_solutions_pass_the_checkers(capsys: pytest.CaptureFixture[str
                 assert getattr(exercises, checker)(namespace[fn]) is True, grade_id
                 seen.add(grade_id)
     assert seen == set(CHECKERS)
+    from hlgfa_lite.course import exercises_normal
+
+    namespace = {"torch": torch}
+    for cell in nbformat.read(AUTOGRADED[2], 4).cells:
+        grade_id = _nbgrader(cell).get("grade_id")
+        if grade_id in CHECKERS_5B:
+            checker, fn = CHECKERS_5B[grade_id]
+            exec(cell.source, namespace)
+            assert getattr(exercises_normal, checker)(namespace[fn]) is True, grade_id
+            seen.add(grade_id)
+    assert seen == set(CHECKERS) | set(CHECKERS_5B)
     assert "not attempted" not in capsys.readouterr().out
 
 
@@ -174,7 +191,7 @@ def _notebook_04() -> dict:
 
 def test_hidden_tests_grade_the_reference_aliasing_and_batch_norm(capsys: pytest.CaptureFixture[str]) -> None:
     """The grading cases without nbgrader: the graded cells' hidden tests on three hand-ins each."""
-    s03, s04 = AUTOGRADED
+    s03, s04 = AUTOGRADED[:2]
     _grade(s03, "decompose", _answer_cell(s03, "decompose_answer"), _notebook_03())  # full marks
     with pytest.raises(AssertionError, match="write it yourself"):
         _grade(s03, "decompose", ALIAS_CELL, _notebook_03())
@@ -340,7 +357,7 @@ def test_student_release_runs_top_to_bottom(
 @pytest.mark.notebooks
 def test_instructor_version_autogrades_to_full_marks(grades: dict[str, dict[str, str]]) -> None:
     row = grades["instructor"]
-    assert float(row["max"]) == 5 and float(row["total"]) == float(row["max"]), row
+    assert float(row["max"]) == 9 and float(row["total"]) == float(row["max"]), row
     assert float(row["written_max"]) == 9 and row["05_training/loss_vs_detection"] == "", row  # graded by hand
 
 

@@ -30,10 +30,9 @@ def _library_nearest(queries: torch.Tensor, memory: torch.Tensor) -> torch.Tenso
 
 def reference_position_yardstick(train_cells: torch.Tensor) -> torch.Tensor:
     """The library's search, each image against the cells of all others; (n, P, D) -> (P,)."""
-    n = train_cells.shape[0]
     rows = [
-        _library_nearest(train_cells[i], torch.cat([train_cells[:i], train_cells[i + 1 :]]).flatten(0, 1))
-        for i in range(n)
+        _library_nearest(image, torch.cat([train_cells[:i], train_cells[i + 1 :]]).flatten(0, 1))
+        for i, image in enumerate(train_cells)
     ]
     return torch.stack(rows).mean(dim=0)
 

@@ -94,7 +94,7 @@ def _reachable(fn: Callable[..., Any], seen: set[int] | None = None) -> Iterator
     for name, obj in objects:
         yield name, obj
         own = isinstance(obj, types.FunctionType) and not _from_package(obj)
-        if own and obj.__module__.split(".")[0] != "torch":
+        if own and (obj.__module__ or "").split(".")[0] != "torch":
             yield from _reachable(obj, seen)  # a helper the student wrote: what does it use?
 
 

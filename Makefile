@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 NEED_GB := 7
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo unit test notebooks lab lint browser-deps clean release autograde app
+.PHONY: install demo unit test notebooks lab lint browser-deps clean release autograde app student html
 
 install: $(STAMP)
 
@@ -38,6 +38,15 @@ test: $(STAMP) browser-deps  ## everything CI runs: lint, unit, notebooks (paper
 
 notebooks: $(STAMP)  ## executed copies of the course notebooks in executed/ (outside git)
 	$(PY) -m hlgfa_lite.course.notebook_runner --out executed
+
+HTML_PROFILE ?= classroom
+html: $(STAMP)  ## executed HTML copies of the notebooks to read before class -> executed/html/ (HTML_PROFILE=ci: minutes)
+	$(PY) -m hlgfa_lite.course.notebook_runner --out executed --profile $(HTML_PROFILE)
+	$(VENV)/bin/jupyter nbconvert --to html --output-dir executed/html executed/[0-9]*.ipynb
+
+STUDENT_OUT ?= build/student
+student: $(STAMP)  ## a student-only copy: released notebooks + package, no course/ -> $(STUDENT_OUT)/hlgfa_lite_course{,.zip}
+	$(PY) course/course.py student --out $(STUDENT_OUT)
 
 lab: $(STAMP)  ## JupyterLab on the notebooks, widgets working
 	$(VENV)/bin/jupyter lab notebooks

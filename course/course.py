@@ -5,6 +5,7 @@ Not part of the installed package (students never get it, nor the solutions in `
     python course/course.py release                      # = make release
     python course/course.py autograde DIR [--grades CSV] # = make autograde SUBMISSIONS=DIR
     python course/course.py check                        # committed notebooks == student release?
+    python course/course.py student [--out DIR]          # = make student: a student-only copy + zip
 
 ``release`` runs ``nbgrader generate_assignment`` for every assignment in ``course/source/``: the
 student versions (solutions replaced by ``raise NotImplementedError`` stubs, hidden tests removed,
@@ -16,8 +17,9 @@ checks that they stay in sync with ``course/source/``).
 ``DIR/<student>/<assignment>/<notebook>.ipynb`` (the notebook's file name says which assignment it
 is), copies them to ``course/submitted/``, runs ``nbgrader autograde`` per student and assignment
 (hidden tests restored, every cell executed) and writes the grade table: one row per student, one
-column per graded exercise (``assignment/exercise``), then ``total`` and ``max``. A notebook that was
-not handed in leaves its exercises blank (0 in the total).
+column per graded exercise (``assignment/exercise``), then ``total``, ``max`` (autograded points) and
+``written_max`` (the written questions of notebooks 05-08, graded by hand in nbgrader's formgrader; blank
+until then). A notebook that was not handed in leaves its exercises blank (0 in the total).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 COURSE = Path(__file__).resolve().parent
@@ -143,20 +146,22 @@ def autograde(
 
 
 def grade_table(course: Path, students: list[str]) -> list[dict[str, object]]:
-    """One row per student: score per graded exercise (None: not handed in), total and max."""
+    """One row per student: score per graded cell (None: not handed in, or a written answer not graded
+    yet), ``total``, ``max`` (the autograded points) and ``written_max`` (the points graded by hand)."""
     from nbgrader.api import Gradebook, MissingEntry
 
     rows = []
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        cells = []  # (assignment, notebook, grade cell, max score) in course order
+        cells = []  # (assignment, notebook, grade cell, max score, written?) in course order
         for name, sources in assignments(course).items():
             for src in sources:
                 notebook = gb.find_notebook(src.stem, name)
-                cells += [(name, src.stem, gc.name, gc.max_score) for gc in notebook.grade_cells]
+                for gc in notebook.grade_cells:
+                    cells.append((name, src.stem, gc.name, gc.max_score, gc.cell_type == "markdown"))
         for student in students:
             row: dict[str, object] = {"student": student}
             total = 0.0
-            for name, nb, cell, _max in cells:
+            for name, nb, cell, _max, _written in cells:
                 try:
                     score = gb.find_grade(cell, nb, name, student).score
                 except MissingEntry:
@@ -164,7 +169,8 @@ def grade_table(course: Path, students: list[str]) -> list[dict[str, object]]:
                 row[f"{name}/{cell}"] = score
                 total += score or 0.0
             row["total"] = total
-            row["max"] = float(sum(c[3] for c in cells))
+            row["max"] = float(sum(c[3] for c in cells if not c[4]))
+            row["written_max"] = float(sum(c[3] for c in cells if c[4]))
             rows.append(row)
     return rows
 
@@ -198,6 +204,76 @@ def check(course: Path = COURSE, notebooks: Path = NOTEBOOKS, scratch: Path | No
     return stale
 
 
+STUDENT_FILES = ("pyproject.toml", "constraints.txt", "environment.yml", "LICENSE")
+STUDENT_DIRS = ("hlgfa_lite", "notebooks", "app", "docs")
+"""What a student gets: the package, the released notebooks, the panel and the README's figures;
+never ``course/`` (solutions, hidden tests, grading), ``tests/`` or ``benchmarks/``."""
+INSTRUCTOR_ONLY = ("docs/INSTRUCTORS.md",)
+LEAK_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+STUDENT_README = """# HLGFA course (student copy)
+
+The package `hlgfa_lite` and the course notebooks. Install into a virtual environment, then open the notebooks:
+
+    python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e ".[notebooks,elpv]"
+    .venv/bin/python -m ipykernel install --sys-prefix --name python3
+    .venv/bin/jupyter lab notebooks
+
+Run the notebooks in order (01 ... 08); each starts with `PROFILE = "classroom"`. The rest of this file is the
+project's README (its instructors' section left out): the method and the measurements the course is built on.
+
+"""
+
+
+def student_readme(readme: str) -> str:
+    """The student header, then the project README without its ``## For instructors`` section."""
+    head, sep, rest = readme.partition("\n## For instructors")
+    if sep:
+        following = rest.find("\n## ")
+        head += rest[following:] if following >= 0 else "\n"
+    return STUDENT_README + head
+
+
+def leaks(folder: Path) -> list[str]:
+    """Files under ``folder`` that give an answer away: a solution or hidden-test marker, or a course source."""
+    found = [str(p.relative_to(folder)) for p in folder.rglob("source") if p.is_dir() and p.parent.name == "course"]
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.suffix in (".ipynb", ".py", ".md", ".txt", ".toml", ".yml"):
+            text = path.read_text(errors="replace")
+            found += [f"{path.relative_to(folder)}: {m}" for m in LEAK_MARKERS if m in text]
+    return found
+
+
+def student(out: Path, repo: Path = REPO, name: str = "hlgfa_lite_course") -> tuple[Path, Path]:
+    """Build ``out/<name>/`` (what a student clones or downloads) and ``out/<name>.zip``; returns both.
+
+    The notebooks are ``notebooks/`` as committed, which the test suite keeps equal to nbgrader's release of
+    ``course/source``; the build refuses to finish if any file still holds a solution or a hidden test."""
+    target = out / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info")
+    for folder in STUDENT_DIRS:
+        if (repo / folder).is_dir():
+            shutil.copytree(repo / folder, target / folder, ignore=ignore)
+    for file in STUDENT_FILES:
+        if (repo / file).is_file():
+            shutil.copyfile(repo / file, target / file)
+    for file in INSTRUCTOR_ONLY:
+        (target / file).unlink(missing_ok=True)
+    readme = (repo / "README.md").read_text() if (repo / "README.md").is_file() else ""
+    (target / "README.md").write_text(student_readme(readme))  # pyproject.toml's readme
+    found = leaks(target)
+    if found:
+        raise CourseError("the student copy would give answers away:\n" + "\n".join(found))
+    archive = out / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(target.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(out))
+    return target, archive
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python course/course.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grades", type=Path, default=COURSE / "grades.csv", help="grade table (CSV)")
     p.add_argument("--profile", choices=("ci", "classroom"), default="ci", help="notebook profile while grading")
     sub.add_parser("check", help="exit 1 when notebooks/ differs from the student release of course/source/")
+    p = sub.add_parser("student", help="a student-only copy (package + released notebooks) and its zip")
+    p.add_argument("--out", type=Path, default=REPO / "build" / "student", help="output folder (default build/student)")
     args = parser.parse_args(argv)
     try:
         if args.command == "release":
@@ -217,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows:
                 print(f"{row['student']}: {row['total']:g} / {row['max']:g}")
             print(f"wrote {args.grades}")
+        elif args.command == "student":
+            folder, archive = student(args.out)
+            print(f"wrote {folder} and {archive} (no course/, no solutions, no hidden tests)")
         else:
             stale = check()
             for name in stale:

@@ -26,13 +26,24 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 COURSE = REPO / "course"
 SOURCES = sorted((COURSE / "source").glob("*/*.ipynb"))
+AUTOGRADED = [p for p in SOURCES if p.stem.split("_")[0] in ("03", "04", "05b")]
+"""The notebooks with code exercises; 05-08 have written questions graded by hand."""
+WRITTEN = [p for p in SOURCES if p not in AUTOGRADED]
 STUB = re.compile(r"^(?P<indent>[ \t]*)# YOUR CODE HERE\n(?P=indent)raise NotImplementedError[ \t]*$", re.M)
 CHECKERS = {  # grade_id of the answer cell -> (checker, the function the cell defines)
     "decompose_answer": ("check_decompose", "my_decompose"),
     "modulate_answer": ("check_modulation", "modulate"),
     "gated_residual_answer": ("check_gated_residual", "gated_residual"),
 }
+CHECKERS_5B = {  # notebook 5b: the second answer uses the first
+    "nearest_distance_answer": ("check_nearest_distance", "nearest_distance"),
+    "position_yardstick_answer": ("check_position_yardstick", "position_yardstick"),
+}
 WRONG_GATE = "    return x + gate_logits * correction  # forgot the sigmoid"
+ALIAS_CELL = "from hlgfa_lite.method.blocks import decompose\n\nmy_decompose = decompose"
+"""A whole answer cell that renames the library function (full marks before the own-work check)."""
+BATCH_NORM = "    return torch.nn.BatchNorm2d(x.shape[1], affine=False).train()(x) * (1 + gamma) + beta"
+"""A modulate answer that calls torch's batch norm instead of computing it."""
 CELL_TIMEOUT = 1800
 
 
@@ -59,12 +70,14 @@ def _answers(source: Path) -> dict[str, str]:
     return found
 
 
-def _fill(student: Path, answers: dict[str, str], out: Path) -> None:
-    """A hand-in: the student release with ``answers`` written in place of the stubs."""
+def _fill(student: Path, answers: dict[str, str], out: Path, whole: dict[str, str] | None = None) -> None:
+    """A hand-in: the student release with ``answers`` written in place of the stubs (``whole``: whole cells)."""
     nb = nbformat.read(student, 4)
     for cell in nb.cells:
         grade_id = _nbgrader(cell).get("grade_id")
-        if _nbgrader(cell).get("solution") and grade_id in answers:
+        if whole and grade_id in whole:
+            cell.source = whole[grade_id]
+        elif _nbgrader(cell).get("solution") and grade_id in answers:
             assert STUB.search(cell.source), f"{student.name}: no stub in {grade_id}"
             cell.source = STUB.sub(lambda _m, a=answers[grade_id]: a, cell.source, count=1)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +92,10 @@ def _squash(text: str) -> str:
 
 
 def test_course_has_source_notebooks_for_the_exercise_notebooks() -> None:
-    assert [p.stem for p in SOURCES] == ["03_structure_and_detail_priors", "04_modulation_and_gated_residual"]
+    assert [p.stem for p in AUTOGRADED] == [
+        "03_structure_and_detail_priors", "04_modulation_and_gated_residual", "05b_normal_model"
+    ]  # fmt: skip
+    assert [p.stem for p in WRITTEN] == ["05_training", "06_ablation", "07_noise_augmentation", "08_real_data"]
     assert all(p.parent.name == p.stem for p in SOURCES), "one assignment per notebook, named after it"
     assert (COURSE / "nbgrader_config.py").is_file()
 
@@ -88,21 +104,27 @@ def test_course_has_source_notebooks_for_the_exercise_notebooks() -> None:
 def test_source_notebook_is_marked_for_nbgrader(source: Path) -> None:
     nb = nbformat.read(source, 4)
     nbformat.validate(nb)
-    graded = [c for c in nb.cells if _nbgrader(c).get("grade")]
-    solutions = [c for c in nb.cells if _nbgrader(c).get("solution")]
-    assert graded and len(graded) == len(solutions)
+    written = [c for c in nb.cells if c.cell_type == "markdown" and _nbgrader(c).get("grade")]
+    graded = [c for c in nb.cells if c.cell_type == "code" and _nbgrader(c).get("grade")]
+    solutions = [c for c in nb.cells if c.cell_type == "code" and _nbgrader(c).get("solution")]
+    assert len(graded) == len(solutions) and (graded or written)
+    assert bool(written) == (source in WRITTEN), "notebooks 05-08 have a written question, 03-04 code exercises"
+    for cell in written:  # manually graded: an answer cell (solution + grade), a model answer for the grader
+        meta = _nbgrader(cell)
+        assert meta["solution"] and meta["points"] > 0 and not meta["locked"], meta
+        assert cell.source.startswith("### BEGIN SOLUTION") and cell.source.rstrip().endswith("### END SOLUTION")
     for cell in graded:
         meta = _nbgrader(cell)
         assert meta["points"] > 0 and meta["locked"], meta
         assert "### BEGIN HIDDEN TESTS" in cell.source and "### END HIDDEN TESTS" in cell.source
         visible = cell.source.split("### BEGIN HIDDEN TESTS")[0]
         assert "check_" in visible, f"{meta['grade_id']}: students need the immediate-feedback check"
-    ids = [_nbgrader(c)["grade_id"] for c in graded + solutions]
+    ids = [_nbgrader(c)["grade_id"] for c in graded + solutions + written]
     assert len(ids) == len(set(ids))
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, "commit source notebooks without outputs"
-    assert len(_answers(source)) == len(solutions)
+    assert len(_answers(source)) == len(solutions) + len(written)
 
 
 def test_reference_solutions_pass_the_checkers(capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,7 +141,92 @@ def test_reference_solutions_pass_the_checkers(capsys: pytest.CaptureFixture[str
                 assert getattr(exercises, checker)(namespace[fn]) is True, grade_id
                 seen.add(grade_id)
     assert seen == set(CHECKERS)
+    from hlgfa_lite.course import exercises_normal
+
+    namespace = {"torch": torch}
+    for cell in nbformat.read(AUTOGRADED[2], 4).cells:
+        grade_id = _nbgrader(cell).get("grade_id")
+        if grade_id in CHECKERS_5B:
+            checker, fn = CHECKERS_5B[grade_id]
+            exec(cell.source, namespace)
+            assert getattr(exercises_normal, checker)(namespace[fn]) is True, grade_id
+            seen.add(grade_id)
+    assert seen == set(CHECKERS) | set(CHECKERS_5B)
     assert "not attempted" not in capsys.readouterr().out
+
+
+def _graded_cells(source: Path) -> dict[str, str]:
+    return {_nbgrader(c)["grade_id"]: c.source for c in nbformat.read(source, 4).cells if _nbgrader(c).get("grade")}
+
+
+def _grade(source: Path, grade_id: str, answer_cell: str, namespace: dict) -> None:
+    """Run an answer cell, then the graded cell with its hidden tests, as nbgrader does; raises when it fails."""
+    exec(answer_cell, namespace)
+    exec(_graded_cells(source)[grade_id], namespace)
+
+
+def _answer_cell(source: Path, grade_id: str, body: str | None = None) -> str:
+    cell = next(c.source for c in nbformat.read(source, 4).cells if _nbgrader(c).get("grade_id") == grade_id)
+    if body is None:
+        return cell  # the instructor's answer
+    region = re.compile(r"^[ \t]*### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.M | re.S)
+    return region.sub(lambda _m: body + "\n", cell)
+
+
+def _notebook_03() -> dict:
+    torch.manual_seed(0)
+    return {"torch": torch, "high": [torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8)]}
+
+
+def _notebook_04() -> dict:
+    namespace: dict = {"torch": torch}
+    source = AUTOGRADED[1]
+    setup = next(c.source for c in nbformat.read(source, 4).cells if "modulation, residual = " in c.source)
+    exec(setup, namespace)  # x, cond, the fresh library blocks (no batch norm defined above the exercises)
+    assert "batch_norm" not in namespace and "BatchNorm" not in setup
+    from hlgfa_lite.course.exercises import check_gated_residual
+
+    return namespace | {"check_gated_residual": check_gated_residual}  # imported by the modulate graded cell
+
+
+def test_hidden_tests_grade_the_reference_aliasing_and_batch_norm(capsys: pytest.CaptureFixture[str]) -> None:
+    """The grading cases without nbgrader: the graded cells' hidden tests on three hand-ins each."""
+    s03, s04 = AUTOGRADED[:2]
+    _grade(s03, "decompose", _answer_cell(s03, "decompose_answer"), _notebook_03())  # full marks
+    with pytest.raises(AssertionError, match="write it yourself"):
+        _grade(s03, "decompose", ALIAS_CELL, _notebook_03())
+    wrapper = "    from hlgfa_lite.method.blocks import decompose\n    return decompose(features, kernel)"
+    with pytest.raises(AssertionError, match="write it yourself"):
+        _grade(s03, "decompose", _answer_cell(s03, "decompose_answer", wrapper), _notebook_03())
+    _grade(s04, "modulate", _answer_cell(s04, "modulate_answer"), _notebook_04())
+    with pytest.raises(AssertionError, match="batch norm"):
+        _grade(s04, "modulate", _answer_cell(s04, "modulate_answer", BATCH_NORM), _notebook_04())
+    functional = "    return F.batch_norm(x, None, None, training=True) * (1 + gamma) + beta"
+    with pytest.raises(AssertionError, match="batch norm"):
+        _grade(s04, "modulate", "import torch.nn.functional as F\n" + _answer_cell(s04, "modulate_answer", functional),
+               _notebook_04())  # fmt: skip
+    _grade(s04, "gated_residual", _answer_cell(s04, "gated_residual_answer"), _notebook_04())
+    with pytest.raises(AssertionError):
+        _grade(s04, "gated_residual", _answer_cell(s04, "gated_residual_answer", WRONG_GATE), _notebook_04())
+
+
+REFERENCES = {"decompose": r"import[^\n]*\bdecompose\b", "modulate": r"BatchNorm|batch_norm"}
+"""grade_id -> what must not appear in any code cell above it: the reference the exercise re-creates."""
+
+
+def test_library_reference_is_imported_only_after_the_graded_cell() -> None:
+    seen = set()
+    for source in SOURCES:
+        cells = nbformat.read(source, 4).cells
+        for i, cell in enumerate(cells):
+            grade_id = _nbgrader(cell).get("grade_id")
+            if grade_id in REFERENCES:
+                above = "\n".join(c.source for c in cells[:i] if c.cell_type == "code")
+                assert not re.search(REFERENCES[grade_id], above), f"{source.name}: {grade_id}'s reference above it"
+                below = "\n".join(c.source for c in cells[i + 1 :] if c.cell_type == "code")
+                assert re.search(REFERENCES[grade_id], below), f"{source.name}: {grade_id}'s reference not shown after"
+                seen.add(grade_id)
+    assert seen == set(REFERENCES)
 
 
 def test_solutions_are_not_in_the_installed_package() -> None:
@@ -149,7 +256,40 @@ def test_committed_notebooks_are_the_student_release(tmp_path: Path) -> None:
         for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"):
             assert marker not in text, f"{source.name}: {marker!r} in the student version"
         answers = [c for c in student.cells if _nbgrader(c).get("solution")]
-        assert answers and all(STUB.search(c.source) for c in answers)
+        code = [c for c in answers if c.cell_type == "code"]
+        written = [c for c in answers if c.cell_type == "markdown"]
+        assert answers and all(STUB.search(c.source) for c in code)
+        assert all(c.source.strip() == "YOUR ANSWER HERE" for c in written), source.name
+
+
+def test_student_copy_holds_no_answers(tmp_path: Path) -> None:
+    """``make student``: the package and the released notebooks; no course/, no solution, no hidden test."""
+    import zipfile
+
+    folder, archive = _course_tool().student(tmp_path)
+    names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {f"notebooks/{p.name}" for p in SOURCES} <= names and "hlgfa_lite/course/exercises.py" in names
+    assert "pyproject.toml" in names and "README.md" in names
+    assert not any(n.startswith(("course/", "tests/", "benchmarks/")) for n in names), sorted(names)[:20]
+    assert "docs/INSTRUCTORS.md" not in names
+    texts = {n: (folder / n).read_text(errors="replace") for n in names if n.endswith((".ipynb", ".py", ".md"))}
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"):
+        assert not [n for n, t in texts.items() if marker in t], marker
+    for source in SOURCES:  # every reference answer of the instructor's source is gone from the student copy
+        for answer in _answers(source).values():
+            assert answer.strip() not in texts[f"notebooks/{source.name}"], source.name
+    with zipfile.ZipFile(archive) as zf:
+        assert {n.split("/", 1)[1] for n in zf.namelist()} == names
+
+
+def test_student_build_refuses_a_leak(tmp_path: Path) -> None:
+    """Guard the guard: a notebook that still holds a solution stops the build."""
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "notebooks" / "03_x.ipynb").write_text('{"cells": ["### BEGIN SOLUTION"]}')
+    tool = _course_tool()
+    with pytest.raises(tool.CourseError, match="give answers away"):
+        tool.student(tmp_path / "out", repo=repo)
 
 
 # ---------------------------------------------------------------------------------- executes notebooks
@@ -174,13 +314,18 @@ def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
     course, base = course_copy["course"], course_copy["base"]
     hand_ins = base / "hand_ins"
     (hand_ins / "instructor").mkdir(parents=True)
-    for source in SOURCES:
+    for source in AUTOGRADED:  # the written questions of 05-08 are graded by hand: no hand-in runs them here
         shutil.copyfile(source, hand_ins / "instructor" / source.name)  # flat layout: <student>/<notebook>
         answers = _answers(source)
         if "gated_residual_answer" in answers:
             answers["gated_residual_answer"] = WRONG_GATE
         student = course / "release" / source.parent.name / source.name
         _fill(student, answers, hand_ins / "one_wrong" / source.parent.name / source.name)  # nbgrader's layout
+        right = _answers(source)
+        if "decompose_answer" in right:  # hands in notebook 03 only
+            _fill(student, right, hand_ins / "aliaser" / source.name, whole={"decompose_answer": ALIAS_CELL})
+        if "modulate_answer" in right:  # hands in notebook 04 only
+            _fill(student, right | {"modulate_answer": BATCH_NORM}, hand_ins / "batch_norm" / source.name)
     table = base / "grades.csv"
     _course_tool().autograde(hand_ins, table, course=course, profile="ci", workdir=course_copy["work"])
     with table.open() as fh:
@@ -188,7 +333,7 @@ def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
+@pytest.mark.parametrize("source", AUTOGRADED, ids=[p.stem for p in AUTOGRADED])  # 05-08: tests/test_notebooks.py
 def test_student_release_runs_top_to_bottom(
     source: Path, course_copy: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,7 +349,7 @@ def test_student_release_runs_top_to_bottom(
         nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(student.parent)}}
     ).execute()  # raises on the first cell that fails
     for cell in nb.cells:
-        if _nbgrader(cell).get("grade"):
+        if _nbgrader(cell).get("grade") and cell.cell_type == "code":
             printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
             assert "not attempted yet" in printed, f"{_nbgrader(cell)['grade_id']}: {printed!r}"
 
@@ -212,7 +357,8 @@ def test_student_release_runs_top_to_bottom(
 @pytest.mark.notebooks
 def test_instructor_version_autogrades_to_full_marks(grades: dict[str, dict[str, str]]) -> None:
     row = grades["instructor"]
-    assert float(row["max"]) == 5 and float(row["total"]) == float(row["max"]), row
+    assert float(row["max"]) == 9 and float(row["total"]) == float(row["max"]), row
+    assert float(row["written_max"]) == 9 and row["05_training/loss_vs_detection"] == "", row  # graded by hand
 
 
 @pytest.mark.notebooks
@@ -223,3 +369,12 @@ def test_one_wrong_answer_loses_exactly_its_points(grades: dict[str, dict[str, s
     others = [k for k in row if "/" in k and k != wrong]
     assert others and all(float(row[k]) == float(grades["instructor"][k]) for k in others), row
     assert float(row["total"]) == float(row["max"]) - 1, row
+
+
+@pytest.mark.notebooks
+def test_aliasing_and_batch_norm_hand_ins_score_zero_for_that_exercise(grades: dict[str, dict[str, str]]) -> None:
+    alias, bn = grades["aliaser"], grades["batch_norm"]
+    assert float(alias["03_structure_and_detail_priors/decompose"]) == 0, alias
+    assert alias["04_modulation_and_gated_residual/modulate"] == "", alias  # not handed in
+    assert float(bn["04_modulation_and_gated_residual/modulate"]) == 0, bn
+    assert float(bn["04_modulation_and_gated_residual/gated_residual"]) == 1, bn  # the other exercise still counts

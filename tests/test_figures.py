@@ -10,7 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from hlgfa_lite.course import figures
+from hlgfa_lite import figures
 from hlgfa_lite.errors import HLGFAError
 
 

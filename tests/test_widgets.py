@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
-from hlgfa_lite.course.widgets import AblationPanel
+from hlgfa_lite.course.widgets import AblationPanel, code_fingerprint, panel_label
 from hlgfa_lite.method.backbone import FrozenBackbone
 from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
 from hlgfa_lite.method.data import make_demo_dataset
@@ -47,6 +48,21 @@ def test_dom_contract_and_checkbox_mapping(splits: tuple) -> None:
     assert panel.config().blocks() == {**CFG.blocks(), "gated_residual": False, "priors": False}
     panel.guidance.value = "full"
     assert panel.config().guidance == "full"
+
+
+def test_normal_model_switch(splits: tuple) -> None:
+    """The panel switches the normal model (notebook 5b): scoring and what it measures."""
+    train, test, backbone = splits
+    panel = AblationPanel(CFG, train, test, backbone=backbone)
+    assert {"scoring", "measure"} <= set(panel.overrides())
+    assert list(panel.normal_model["scoring"].options) == ["auto", "memory", "cell_gaussian"]
+    panel.normal_model["measure"].value = "high"
+    panel.normal_model["scoring"].value = "memory"
+    cfg = panel.config()
+    assert (cfg.measure, cfg.scoring) == ("high", "memory") and cfg.blocks() == CFG.blocks()
+    assert panel_label(cfg) == "full, scoring=memory, measure=high" and panel_label(CFG) == "full"
+    panel._show_config(CFG)  # a run of another configuration moves the switches back
+    assert panel.normal_model["measure"].value == "joint" and panel.normal_model["scoring"].value == CFG.scoring
 
 
 @pytest.mark.slow
@@ -108,3 +124,18 @@ def test_button_shows_errors_in_the_panel(splits: tuple, monkeypatch: pytest.Mon
     panel.button.click()
     assert "error: RuntimeError: boom" in panel.result.value
     assert panel.button.disabled is False
+
+
+def test_code_fingerprint_covers_the_whole_package(tmp_path: Path) -> None:
+    """A change anywhere in hlgfa_lite (here: the method layer) invalidates cached panel results."""
+    package = Path(__file__).resolve().parents[1] / "hlgfa_lite"
+    copy = tmp_path / "hlgfa_lite"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_fingerprint(copy) == code_fingerprint()  # same sources, same id
+    before = code_fingerprint(copy)
+    target = copy / "method" / "model.py"
+    target.write_text(target.read_text() + "\n# a change in the method\n")
+    assert code_fingerprint(copy) != before
+    before = code_fingerprint(copy)
+    (copy / "run" / "new_module.py").write_text("X = 1\n")
+    assert code_fingerprint(copy) != before

@@ -40,6 +40,10 @@ written out in its exact form:
 * ``misalignment``: inputs built so that the answer is known by construction
   (``high = refined + d`` with the per-cell mean of ``d**2`` chosen in advance).
 
+Every checker first rejects an answer that is not the student's own work (:mod:`.own_work`): an alias
+or a wrapper of the library function, and for ``modulate`` any use of torch's batch norm.
+``own_work=False`` skips that, for showing that the library's own block passes the same checks.
+
 The hints recognise wrong variants (instance norm, a missing sigmoid ...); they never spell
 out the complete answer beyond what the exercise text says.
 """
@@ -54,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..method.blocks import ConditionalModulation, GatedResidual, decompose
+from .own_work import require_own_work
 
 __all__ = ["check_decompose", "check_gated_residual", "check_misalignment", "check_modulation"]
 
@@ -128,10 +133,14 @@ def _split(out: Any, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
     return _tensor(out[0], "structure", shape), _tensor(out[1], "detail", shape)
 
 
-def check_decompose(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]) -> bool:
+def check_decompose(
+    fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]], *, own_work: bool = True
+) -> bool:
     """Check ``fn(features, kernel) -> (structure, detail)`` against :func:`hlgfa_lite.method.blocks.decompose`."""
 
     def body() -> str:
+        if own_work:
+            require_own_work(fn, "decompose")
         feats = _randn(2, 3, 12, 10, seed=1)
         structure, detail = _split(_call(fn, feats, 5), feats.shape)
         if not _close(structure + detail, feats, atol=1e-5):
@@ -273,10 +282,14 @@ def _diagnose_norm(out: torch.Tensor, x: torch.Tensor) -> str:
     )
 
 
-def check_modulation(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
+def check_modulation(
+    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True
+) -> bool:
     """Check ``fn(x, gamma, beta) = batch_norm(x) * (1 + gamma) + beta`` (the student normalises x)."""
 
     def body() -> str:
+        if own_work:
+            require_own_work(fn, "modulate", batch_norm=True)
         scale = torch.tensor([0.5, 1.0, 3.0]).view(1, 3, 1, 1)
         offset = torch.tensor([-2.0, 0.0, 3.0]).view(1, 3, 1, 1)
         x = _randn(4, 3, 6, 5, seed=10) * scale + offset
@@ -382,10 +395,14 @@ def _diagnose_gate(out: torch.Tensor, x: torch.Tensor, r: torch.Tensor, logits: 
     return None
 
 
-def check_gated_residual(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
+def check_gated_residual(
+    fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True
+) -> bool:
     """Check ``fn(x, correction, gate_logits) = x + sigmoid(gate_logits) * correction``."""
 
     def body() -> str:
+        if own_work:
+            require_own_work(fn, "gated_residual")
         x, r = _randn(2, 4, 5, 6, seed=20), _randn(2, 4, 5, 6, seed=21)
         zero = torch.zeros(2, 1, 5, 6)
         for logits, name in (
@@ -451,10 +468,14 @@ def _known_misalignment(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return high, refined, amp**2, wrong
 
 
-def check_misalignment(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
+def check_misalignment(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True
+) -> bool:
     """Check ``fn(high, refined) -> (B, 1, h, w)`` mean squared difference over channels."""
 
     def body() -> str:
+        if own_work:
+            require_own_work(fn, "misalignment")
         high, refined, want, wrong = _known_misalignment(30)
         out = _call(fn, high, refined)
         if isinstance(out, torch.Tensor) and out.shape == (2, 4, 6):

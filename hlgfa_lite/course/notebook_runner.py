@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # hlgfa_lite/course/notebook_runner.py -> the repository
 NOTEBOOK_DIR = REPO / "notebooks"
 PROFILES = ("ci", "classroom")
 DEFAULT_WORKDIR = "../runs/notebooks"
@@ -40,8 +40,9 @@ class NotebookRun:
 
 
 def course_notebooks(names: list[str] | None = None, folder: Path = NOTEBOOK_DIR) -> list[Path]:
-    """The notebooks to run: all ``NN_*.ipynb`` of ``folder``, or the given paths / stems / numbers."""
-    available = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    """The notebooks to run: all ``NN_*.ipynb`` and ``NNx_*.ipynb`` (5b) of ``folder``, in course order, or the
+    given paths / stems / numbers."""
+    available = sorted(folder.glob("[0-9][0-9]*_*.ipynb"))
     if not names:
         return available
     chosen = []

@@ -11,7 +11,8 @@ DOM contract (relied on by the browser test): the panel carries the CSS class
 name (``dual_resolution`` …); a ``Button`` described ``Run``; an ``HTML`` result
 with class ``hlgfa-ablation-result`` whose text holds the label (``variant_label``,
 e.g. ``gated_residual=off``), ``image AUROC 0.xxx``, ``pixel AUROC``, ``AUPRO`` and,
-when served from a cache, ``cached``.
+when served from a cache, ``cached``. Two ``ToggleButtons`` switch the normal model: ``scoring``
+(auto, memory, cell_gaussian) and ``measure`` (joint, residual, high: the PatchCore-like map).
 
 Results are cached in memory (with the heatmaps) and on disk in ``cache_dir`` in the
 format and under the file names of :func:`hlgfa_lite.run.ablation.run_variant`, so the
@@ -32,17 +33,19 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..method.backbone import FrozenBackbone
-from ..method.config import BLOCKS, HLGFAConfig
+from ..method.config import BLOCKS, MEASURES, SCORINGS, HLGFAConfig
 from ..method.data.cache import TensorSplit
 from ..run.ablation import config_key, variant_label
 from ..run.evaluate import METRIC_KEYS, evaluate
 from ..run.train import fit
 
-__all__ = ["AblationPanel", "code_fingerprint", "split_fingerprint"]
+__all__ = ["AblationPanel", "code_fingerprint", "panel_label", "split_fingerprint"]
 
 PANEL_CLASS = "hlgfa-ablation-panel"
 RESULT_CLASS = "hlgfa-ablation-result"
 _WIDE = {"description_width": "initial"}
+NORMAL_MODELS = ("auto", "memory", "cell_gaussian")
+"""The normal models the panel offers (the others in ``SCORINGS`` are baselines for the benchmarks)."""
 
 
 def split_fingerprint(*splits: TensorSplit) -> str:
@@ -55,14 +58,21 @@ def split_fingerprint(*splits: TensorSplit) -> str:
     return digest.hexdigest()[:12]
 
 
-def code_fingerprint() -> str:
-    """A short hash of the library's source (model, training, blocks …): results cached under
-    an older version of the code are not served after the code changed."""
+def code_fingerprint(package: Path | None = None) -> str:
+    """A short hash of the whole package's source (every ``hlgfa_lite/**/*.py``: method, run, course):
+    results cached under an older version of the code are not served after the code changed."""
+    root = package or Path(__file__).resolve().parents[1]
     digest = hashlib.sha1()
-    package = Path(__file__).resolve().parent
-    for path in sorted([*package.glob("*.py"), *package.glob("blocks/*.py")]):
-        digest.update(path.name.encode() + path.read_bytes())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def panel_label(cfg: HLGFAConfig) -> str:
+    """:func:`variant_label` plus the normal model where it is not the library default (``measure=high`` …)."""
+    default = HLGFAConfig()
+    extra = [f"{k}={getattr(cfg, k)}" for k in ("scoring", "measure") if getattr(cfg, k) != getattr(default, k)]
+    return ", ".join([variant_label(cfg), *extra])
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -122,6 +132,17 @@ class AblationPanel(widgets.VBox):
             description="guidance",
             style={"description_width": "initial", "button_width": "90px"},
         )
+        # the normal model (notebook 5b): which one, and what it measures per cell (high: PatchCore-like)
+        self.normal_model = {
+            "scoring": widgets.ToggleButtons(
+                options=[s for s in SCORINGS if s in NORMAL_MODELS], value=base_cfg.scoring, description="scoring",
+                style={"description_width": "initial", "button_width": "100px"},
+            ),
+            "measure": widgets.ToggleButtons(
+                options=list(MEASURES), value=base_cfg.measure, description="measure",
+                style={"description_width": "initial", "button_width": "80px"},
+            ),
+        }  # fmt: skip
         # no icon: an icon font glyph would become part of the button's accessible name ("Run")
         self.button = widgets.Button(description="Run", button_style="primary")
         self.button.on_click(self._on_click)
@@ -140,6 +161,7 @@ class AblationPanel(widgets.VBox):
                 widgets.HBox(list(self.checkboxes.values())),
                 widgets.HBox(list(self.sliders.values())),
                 self.guidance,
+                widgets.HBox(list(self.normal_model.values())),
                 widgets.HBox([self.button, self.status]),
                 self.result,
                 self.figure,
@@ -154,6 +176,7 @@ class AblationPanel(widgets.VBox):
         values: dict[str, Any] = {name: box.value for name, box in self.checkboxes.items()}
         values |= {name: slider.value for name, slider in self.sliders.items()}
         values["guidance"] = self.guidance.value
+        values |= {name: toggle.value for name, toggle in self.normal_model.items()}
         return values
 
     def config(self, config_overrides: dict[str, Any] | None = None) -> HLGFAConfig:
@@ -166,6 +189,8 @@ class AblationPanel(widgets.VBox):
         for name, slider in self.sliders.items():
             slider.value = getattr(cfg, name)
         self.guidance.value = cfg.guidance
+        for name, toggle in self.normal_model.items():
+            toggle.value = getattr(cfg, name)
 
     # ---------------------------------------------------------------- running
     def run(self, config_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -177,7 +202,7 @@ class AblationPanel(widgets.VBox):
         cfg = self.config(config_overrides)
         self._show_config(cfg)
         key = config_key(cfg, self.data_id)
-        label = variant_label(cfg)
+        label = panel_label(cfg)
         if key in self.rows:
             row = dict(self.rows[key], cached=True, source="cached (this session)")
         else:
@@ -270,7 +295,7 @@ class AblationPanel(widgets.VBox):
             note = "heatmaps not stored for this cached result (it came from the ablation table)"
             self.figure.outputs = ({"output_type": "stream", "name": "stdout", "text": note + "\n"},)
             return
-        from .figures import heatmap_grid
+        from ..figures import heatmap_grid
 
         maps, vmax = self._maps[key]
         split = self.test_split

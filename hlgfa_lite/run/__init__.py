@@ -3,5 +3,5 @@
 ``hlgfa-lite`` command line.
 
 Built on :mod:`hlgfa_lite.method`; the figures a run writes next to its checkpoint are drawn by
-:mod:`hlgfa_lite.course.figures` (imported only when a figure is written).
+:mod:`hlgfa_lite.figures`, a leaf module (imported only when a figure is written).
 """

@@ -193,7 +193,7 @@ def summarize_runs(
 def write_table(rows: list[dict], out_dir: Path) -> tuple[Path, Path, Path]:
     """ablation.csv, ablation.md and ablation.png in ``out_dir`` (rows of :func:`run_variant`
     or :func:`ablate`: with seeds, mean ± std and the paired differences to ``full``)."""
-    from ..course.figures import ablation_bars, save_figure
+    from ..figures import ablation_bars, save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cols = ["variant", *METRIC_KEYS, "seconds_fit", "ms_per_image", "final_loss"]

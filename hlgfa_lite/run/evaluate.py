@@ -96,7 +96,7 @@ def run_metrics(result: EvalResult, model: HLGFA, run: RunFolder, category: str)
 
 def write_figures(result: EvalResult, out_dir: Path, n: int = 8) -> list[Path]:
     """Heatmap overlays of the highest-scoring defects and good images, with ground truth."""
-    from ..course.figures import heatmap_grid, save_figure, save_overlay_png
+    from ..figures import heatmap_grid, save_figure, save_overlay_png
 
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = result.split.labels

@@ -15,7 +15,7 @@ from .checkpoint import load_run
 
 def predict_files(run_dir: str | Path, images: list[str | Path], out_dir: str | Path) -> list[tuple[str, float, str]]:
     """Returns (image path, score, heatmap path) per image; writes ``out_dir/scores.csv``."""
-    from ..course.figures import save_overlay_png
+    from ..figures import save_overlay_png
 
     model = load_run(run_dir)
     out_dir = Path(out_dir)

@@ -184,6 +184,6 @@ def train_epoch(
 def _save_loss_curve(run_dir: Path, history: dict[str, list[float]]) -> None:
     if not history["loss"]:
         return
-    from ..course.figures import loss_curve, save_figure
+    from ..figures import loss_curve, save_figure
 
     save_figure(loss_curve(history), run_dir / "loss_curve.png")

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from ..errors import HLGFAError
+from .errors import HLGFAError
 
 __all__ = [
     "ablation_bars",

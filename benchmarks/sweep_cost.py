@@ -92,7 +92,7 @@ def child(args: argparse.Namespace) -> int:
     if args.mode == "ray":
         import ray
 
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     result = sweep(base, specs, args.out, variants=variants, seeds=args.seeds, executor=args.mode, progress=True)
     wall = time.perf_counter() - start
     cpu = tree_cpu_seconds(os.getpid())  # before Ray shuts down: its processes are still there to read

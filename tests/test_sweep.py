@@ -30,9 +30,19 @@ TIMINGS = ("seconds_fit", "ms_per_image")
 
 @pytest.fixture(scope="module")
 def ray_local():
+    import os
+
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for attempt in range(2):  # Ray gives its node 30 s to start: a second chance on a loaded machine
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt:
+                raise
     yield
     ray.shutdown()
 

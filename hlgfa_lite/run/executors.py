@@ -61,11 +61,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         if address:
             kwargs["address"] = address
-        else:
-            kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+        else:  # "local": a new Ray, even where a `ray start` cluster runs (use --address auto for that one)
+            kwargs |= {"address": "local", "num_cpus": num_cpus or os.cpu_count() or 1}
         try:
             ray.init(**kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # Ray raises plain Exception too (a node that timed out starting)
             fix = "start one with 'ray start --head'" if address else "try --executor sequential"
             raise ConfigError(
                 f"cannot start or reach {address or 'a local Ray'}: {one_line(exc)}; {fix}; a cluster with token "

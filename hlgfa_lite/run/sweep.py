@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,21 +64,24 @@ def sweep(
         say(note)
     result = SweepResult(kind)
     cells = build_grid(base, datasets, variants, seeds)
-    todo = []
-    problems = {spec: check_data(spec) for spec in dict.fromkeys(c.data for c in cells)}
+    unfinished = [c for c in cells if not is_done(cell_dir(out_dir, c))]
+    result.skipped = [c.name for c in cells if c not in unfinished]
+    problems = {spec: check_data(spec) for spec in dict.fromkeys(c.data for c in unfinished)}  # up front, here
     for problem in filter(None, problems.values()):
         say(f"error: {problem}")
-    for cell in cells:
-        path = cell_dir(out_dir, cell)
-        if is_done(path):
-            result.skipped.append(cell.name)
-        elif problems[cell.data]:
-            _fail(result, path, cell, problems[cell.data], say=None)
+    todo = []
+    for cell in unfinished:
+        if problems[cell.data]:
+            _fail(result, cell_dir(out_dir, cell), cell, problems[cell.data], say=None)
         else:
             todo.append(cell)
     total = len(todo) + len(result.skipped)
     bar = tqdm(total=total, initial=len(result.skipped), desc="sweep", unit="cell", disable=not progress)
-    say_now = bar.write if progress else say
+
+    def say_now(line: str) -> None:
+        with tqdm.external_write_mode():  # above the bar, not through it
+            say(line)
+
     with bar, _outcomes(kind, todo, address, num_cpus) as outcomes:
         for cell, outcome in outcomes:
             path = cell_dir(out_dir, cell)
@@ -91,27 +95,15 @@ def sweep(
     return result
 
 
-class _outcomes:
-    """Context manager yielding the executor's ``(cell, outcome)`` iterator (Ray started and stopped)."""
-
-    def __init__(self, kind: str, cells: list[Cell], address: str | None, num_cpus: int | None) -> None:
-        self.kind, self.cells, self.address, self.num_cpus = kind, cells, address, num_cpus
-        self.session = None
-        self.iterator: Iterator | None = None
-
-    def __enter__(self) -> Iterator[tuple[Cell, dict]]:
-        if self.kind == "sequential" or not self.cells:
-            self.iterator = run_sequential(self.cells)
-        else:
-            self.session = ray_session(self.address, self.num_cpus)
-            self.session.__enter__()
-            self.iterator = run_ray(self.cells)
-        return self.iterator
-
-    def __exit__(self, *exc) -> None:
-        self.iterator.close()  # Ray: cancels the cells not done
-        if self.session is not None:
-            self.session.__exit__(*exc)
+@contextmanager
+def _outcomes(kind: str, cells: list[Cell], address: str | None, num_cpus: int | None) -> Iterator[Iterator]:
+    """The executor's ``(cell, outcome)`` iterator; Ray started (or reached) before and shut down after."""
+    with ray_session(address, num_cpus) if kind == "ray" and cells else nullcontext():
+        outcomes = run_ray(cells) if kind == "ray" and cells else run_sequential(cells)
+        try:
+            yield outcomes
+        finally:
+            outcomes.close()  # Ray: cancels the cells not done (Ctrl-C)
 
 
 def _fail(result: SweepResult, path: Path, cell: Cell, error: str, say: Callable[[str], None] | None) -> None:

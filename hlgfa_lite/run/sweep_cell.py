@@ -18,10 +18,10 @@ from .sweep_grid import Cell, check_data
 
 
 @lru_cache(maxsize=2)
-def _backbone(name: str, weights: str, strides: tuple[int, ...]):
+def _backbone(name: str, weights: str, strides: tuple[int, ...], padding: str):
     from ..method.backbone import FrozenBackbone
 
-    return FrozenBackbone(name, weights, strides)
+    return FrozenBackbone(name, weights, strides, padding)
 
 
 @lru_cache(maxsize=2)
@@ -68,7 +68,7 @@ def run_cell(cell: Cell, threads: int = 0) -> dict:
         cfg, root, cat = cell.cfg, cell.data.root, cell.data.category
         train = _train_split(root, cat, cfg.image_size, cfg.max_train_images, cell.subset_seed)
         test = _test_split(root, cat, cfg.image_size)
-        backbone = _backbone(cfg.backbone, cfg.weights, tuple(cfg.feature_strides))
+        backbone = _backbone(cfg.backbone, cfg.weights, tuple(cfg.feature_strides), cfg.backbone_padding)
         row, scores, maps = train_and_score(cfg, train, test, backbone=backbone, name=cell.variant, strict=True)
     except Exception as exc:  # this cell fails, the others go on (Ctrl-C stops the sweep)
         return {"error": one_line(exc) or type(exc).__name__, "host": host}

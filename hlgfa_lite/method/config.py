@@ -183,58 +183,65 @@ class HLGFAConfig:
         return HLGFAConfig.from_dict(merged, source="--set")
 
     def validate(self, source: str = "config") -> None:
-        def bad(msg: str) -> ConfigError:
-            return ConfigError(f"{source}: {msg}")
+        """A one-line ConfigError naming ``source`` for the first invalid value."""
+        _validate(self, source)
 
-        if self.image_size < 64 or self.image_size % 16:
-            raise bad(f"image_size={self.image_size}: must be a multiple of 16 and at least 64")
-        if not 1.0 <= self.resolution_ratio <= 8.0:
-            raise bad(f"resolution_ratio={self.resolution_ratio}: must be between 1 and 8")
-        if self.guidance not in ("bottleneck", "full"):
-            raise bad(f"guidance={self.guidance!r}: use 'bottleneck' or 'full'")
-        if self.scoring not in SCORINGS:
-            raise bad(f"scoring={self.scoring!r}: use one of {', '.join(SCORINGS)}")
-        if self.measure not in MEASURES:
-            raise bad(f"measure={self.measure!r}: use one of {', '.join(MEASURES)}")
-        if self.memory_size < 16 or self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
-            raise bad(
-                f"memory_size={self.memory_size}, neighbourhood={self.neighbourhood}: "
-                "memory_size >= 16 and neighbourhood an odd number >= 1"
-            )
-        if self.backbone_padding not in ("zeros", "reflect"):
-            raise bad(f"backbone_padding={self.backbone_padding!r}: use zeros or reflect")
-        if self.memory_yardstick not in ("position", "global", "floor", "border"):
-            raise bad(f"memory_yardstick={self.memory_yardstick!r}: use position, global, floor or border")
-        if not _valid_device(self.device):
-            raise bad(f"device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
-        if self.image_score not in ("max", "topk"):
-            raise bad(f"image_score={self.image_score!r}: use 'max' or 'topk'")
-        if self.prior_kernel < 1 or self.prior_kernel % 2 == 0:
-            raise bad(f"prior_kernel={self.prior_kernel}: must be an odd number >= 1")
-        if not (math.isfinite(self.covariance_shrinkage) and self.covariance_shrinkage >= 0):
-            raise bad(f"covariance_shrinkage={self.covariance_shrinkage}: must be >= 0")
-        if not 0.0 <= self.noise_strength <= 1.0:
-            raise bad(f"noise_strength={self.noise_strength}: must be within [0, 1]")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise bad("epochs and batch_size must be >= 1")
-        if not (math.isfinite(self.lr) and self.lr > 0) or not (
-            math.isfinite(self.weight_decay) and self.weight_decay >= 0
-        ):
-            raise bad(f"lr={self.lr}, weight_decay={self.weight_decay}: lr must be finite and > 0, weight_decay >= 0")
-        if self.hidden_channels < 4 or self.guidance_channels < 1:
-            raise bad("hidden_channels must be >= 4 and guidance_channels >= 1")
-        if self.max_train_images < 0 or self.num_threads < 0:
-            raise bad("max_train_images and num_threads must be >= 0 (0 = all / torch default)")
-        if list(self.feature_strides) != sorted(set(self.feature_strides)):
-            raise bad(f"feature_strides={self.feature_strides}: list distinct strides, finest first")
-        if not self.feature_strides or any(s not in (2, 4, 8, 16, 32) for s in self.feature_strides):
-            raise bad(f"feature_strides={self.feature_strides}: choose from 2, 4, 8, 16, 32")
-        if (
-            len(self.level_weights) != len(self.feature_strides)
-            or min(self.level_weights) < 0
-            or not any(self.level_weights)
-        ):
-            raise bad(f"level_weights={self.level_weights}: one weight >= 0 per feature level, not all zero")
+
+def _validate(self: HLGFAConfig, source: str) -> None:
+    """Raise a one-line ConfigError naming ``source`` and the fix for the first invalid value."""
+
+    def bad(msg: str) -> ConfigError:
+        return ConfigError(f"{source}: {msg}")
+
+    if self.image_size < 64 or self.image_size % 16:
+        raise bad(f"image_size={self.image_size}: must be a multiple of 16 and at least 64")
+    if not 1.0 <= self.resolution_ratio <= 8.0:
+        raise bad(f"resolution_ratio={self.resolution_ratio}: must be between 1 and 8")
+    if self.guidance not in ("bottleneck", "full"):
+        raise bad(f"guidance={self.guidance!r}: use 'bottleneck' or 'full'")
+    if self.scoring not in SCORINGS:
+        raise bad(f"scoring={self.scoring!r}: use one of {', '.join(SCORINGS)}")
+    if self.measure not in MEASURES:
+        raise bad(f"measure={self.measure!r}: use one of {', '.join(MEASURES)}")
+    if self.memory_size < 16 or self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
+        raise bad(
+            f"memory_size={self.memory_size}, neighbourhood={self.neighbourhood}: "
+            "memory_size >= 16 and neighbourhood an odd number >= 1"
+        )
+    if self.backbone_padding not in ("zeros", "reflect"):
+        raise bad(f"backbone_padding={self.backbone_padding!r}: use zeros or reflect")
+    if self.memory_yardstick not in ("position", "global", "floor", "border"):
+        raise bad(f"memory_yardstick={self.memory_yardstick!r}: use position, global, floor or border")
+    if not _valid_device(self.device):
+        raise bad(f"device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
+    if self.image_score not in ("max", "topk"):
+        raise bad(f"image_score={self.image_score!r}: use 'max' or 'topk'")
+    if self.prior_kernel < 1 or self.prior_kernel % 2 == 0:
+        raise bad(f"prior_kernel={self.prior_kernel}: must be an odd number >= 1")
+    if not (math.isfinite(self.covariance_shrinkage) and self.covariance_shrinkage >= 0):
+        raise bad(f"covariance_shrinkage={self.covariance_shrinkage}: must be >= 0")
+    if not 0.0 <= self.noise_strength <= 1.0:
+        raise bad(f"noise_strength={self.noise_strength}: must be within [0, 1]")
+    if self.epochs < 1 or self.batch_size < 1:
+        raise bad("epochs and batch_size must be >= 1")
+    if not (math.isfinite(self.lr) and self.lr > 0) or not (
+        math.isfinite(self.weight_decay) and self.weight_decay >= 0
+    ):
+        raise bad(f"lr={self.lr}, weight_decay={self.weight_decay}: lr must be finite and > 0, weight_decay >= 0")
+    if self.hidden_channels < 4 or self.guidance_channels < 1:
+        raise bad("hidden_channels must be >= 4 and guidance_channels >= 1")
+    if self.max_train_images < 0 or self.num_threads < 0:
+        raise bad("max_train_images and num_threads must be >= 0 (0 = all / torch default)")
+    if list(self.feature_strides) != sorted(set(self.feature_strides)):
+        raise bad(f"feature_strides={self.feature_strides}: list distinct strides, finest first")
+    if not self.feature_strides or any(s not in (2, 4, 8, 16, 32) for s in self.feature_strides):
+        raise bad(f"feature_strides={self.feature_strides}: choose from 2, 4, 8, 16, 32")
+    if (
+        len(self.level_weights) != len(self.feature_strides)
+        or min(self.level_weights) < 0
+        or not any(self.level_weights)
+    ):
+        raise bad(f"level_weights={self.level_weights}: one weight >= 0 per feature level, not all zero")
 
 
 def _valid_device(name: str) -> bool:

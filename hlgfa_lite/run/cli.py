@@ -172,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_ablate)
 
+    _add_sweep(sub, common)
+    _add_prepare(sub)
+    return parser
+
+
+def _add_sweep(sub: argparse._SubParsersAction, common) -> None:
+    """The ``sweep`` subcommand: the ablation grid on Ray or in sequence (docs/SWEEPS.md)."""
     p = sub.add_parser(
         "sweep", help="ablation grid: variants x seeds x datasets as Ray tasks (or here), resumable (docs/SWEEPS.md)"
     )
@@ -187,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_sweep)
 
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    """The ``prepare`` subcommands: raw datasets into the MVTec AD layout."""
     p = sub.add_parser("prepare", help="convert a raw dataset into the MVTec AD layout")
     prep = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     mt = prep.add_parser("magnetic-tile", help="Magnetic Tile Defect dataset (folder holding MT_Free, MT_Blowhole …)")
@@ -199,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("dst")
     el.add_argument("--source", help="folder holding labels.csv and images/ (default: the installed package)")
     el.set_defaults(func=cmd_prepare_elpv)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

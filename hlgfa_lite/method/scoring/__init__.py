@@ -18,7 +18,7 @@ def make_normal_model(
     memory_size: int,
     neighbourhood: int,
     seed: int,
-    yardstick: str = "position",
+    yardstick: str,
 ) -> NormalModel:
     """The normal model named by ``scoring`` for levels of ``dims`` channels on ``grid_sizes`` grids
     (the knobs come from the config: defaults live only in ``HLGFAConfig``)."""

@@ -158,7 +158,7 @@ class MemoryBankNormalModel(NormalModel):
         size: int,
         neighbourhood: int,
         seed: int,
-        yardstick: str = "position",
+        yardstick: str,
         pool_factor: int = POOL_FACTOR,
     ):
         super().__init__()

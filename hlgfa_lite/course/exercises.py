@@ -133,6 +133,86 @@ def _split(out: Any, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
     return _tensor(out[0], "structure", shape), _tensor(out[1], "detail", shape)
 
 
+def _decompose_sums_to_input(fn: Callable[[torch.Tensor, int], Any]) -> torch.Tensor:
+    """structure + detail == features, and not swapped; returns the random features it used."""
+    feats = _randn(2, 3, 12, 10, seed=1)
+    structure, detail = _split(_call(fn, feats, 5), feats.shape)
+    if not _close(structure + detail, feats, atol=1e-5):
+        raise AssertionError(
+            "structure + detail must equal the input exactly: compute detail = features - structure "
+            f"({_maxerr(structure + detail, feats)})"
+        )
+    ref_s, ref_d = decompose(feats, 5)
+    if _close(structure, ref_d) and _close(detail, ref_s):
+        raise AssertionError(
+            "structure and detail are swapped: structure is the smooth low-pass part, detail the remainder"
+        )
+    return feats
+
+
+def _decompose_constant(fn: Callable[[torch.Tensor, int], Any]) -> None:
+    """A constant map keeps its value up to the borders and has no detail."""
+    const = torch.full((1, 2, 9, 9), 3.0)
+    s_const, d_const = _split(_call(fn, const, 5), const.shape)
+    if not _close(s_const, const):
+        inner_ok = _close(s_const[..., 2:-2, 2:-2], const[..., 2:-2, 2:-2])
+        if inner_ok:
+            raise AssertionError(
+                "a constant map must stay constant up to its edges: use count_include_pad=False so "
+                "borders are not darkened (the padded zeros must not enter the average)"
+            )
+        raise AssertionError(
+            "the structure prior of a constant map must be that same constant: average the features, "
+            f"do not sum them ({_maxerr(s_const, const)})"
+        )
+    if not _close(d_const, torch.zeros_like(const)):
+        raise AssertionError("a constant map has no detail: detail must be 0 everywhere")
+
+
+def _decompose_spike(fn: Callable[[torch.Tensor, int], Any]) -> torch.Tensor:
+    """A unit spike stays in its own channel and image; returns its structure (kernel 3)."""
+    spike = torch.zeros(2, 3, 11, 11)
+    spike[0, 1, 5, 5] = 1.0
+    s_spike, _ = _split(_call(fn, spike, 3), spike.shape)
+    if s_spike[0, [0, 2]].abs().max() > 1e-6 or s_spike[1].abs().max() > 1e-6:
+        raise AssertionError(
+            "filter each channel of each image on its own: a spike in one channel must not leak into "
+            "other channels or other images (use avg_pool2d, not a convolution across channels)"
+        )
+    return s_spike
+
+
+def _decompose_kernel_one(fn: Callable[[torch.Tensor, int], Any], feats: torch.Tensor) -> None:
+    s_one, d_one = _split(_call(fn, feats, 1), feats.shape)
+    if not (_close(s_one, feats) and _close(d_one, torch.zeros_like(feats))):
+        raise AssertionError("with kernel=1 the low-pass keeps everything: structure == features and detail == 0")
+
+
+def _decompose_box(s_spike: torch.Tensor) -> None:
+    """The spike's structure (kernel 3) is a 3x3 square of 1/9 and nothing else."""
+    box = s_spike[0, 1]
+    outside = float(box.abs().sum() - box[4:7, 4:7].abs().sum())
+    if not (_close(box[4:7, 4:7], torch.full((3, 3), 1 / 9)) and abs(outside) < 1e-6):
+        raise AssertionError(
+            "the low-pass is a box (plain average) over kernel x kernel cells centred on each cell: "
+            "with kernel=3 a unit spike must become a 3x3 square of 1/9 "
+            "(stride 1, padding kernel // 2, borders averaged over the cells that exist)"
+        )
+
+
+def _decompose_matches_block(fn: Callable[[torch.Tensor, int], Any]) -> None:
+    for kernel, shape, seed in ((3, (2, 4, 8, 8), 2), (5, (1, 6, 16, 16), 3), (7, (2, 2, 7, 9), 4)):
+        x = _randn(*shape, seed=seed)
+        s, d = _split(_call(fn, x, kernel), x.shape)
+        rs, rd = decompose(x, kernel)
+        if not (_close(s, rs) and _close(d, rd)):
+            raise AssertionError(
+                f"kernel={kernel}, shape {shape}: structure differs from the box low-pass "
+                f"({_maxerr(s, rs)}); average over the kernel x kernel cells around each cell, "
+                "stride 1, padding kernel // 2, count_include_pad=False"
+            )
+
+
 def check_decompose(
     fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]], *, own_work: bool = True
 ) -> bool:
@@ -141,66 +221,12 @@ def check_decompose(
     def body() -> str:
         if own_work:
             require_own_work(fn, "decompose")
-        feats = _randn(2, 3, 12, 10, seed=1)
-        structure, detail = _split(_call(fn, feats, 5), feats.shape)
-        if not _close(structure + detail, feats, atol=1e-5):
-            raise AssertionError(
-                "structure + detail must equal the input exactly: compute detail = features - structure "
-                f"({_maxerr(structure + detail, feats)})"
-            )
-        ref_s, ref_d = decompose(feats, 5)
-        if _close(structure, ref_d) and _close(detail, ref_s):
-            raise AssertionError(
-                "structure and detail are swapped: structure is the smooth low-pass part, detail the remainder"
-            )
-
-        const = torch.full((1, 2, 9, 9), 3.0)
-        s_const, d_const = _split(_call(fn, const, 5), const.shape)
-        if not _close(s_const, const):
-            inner_ok = _close(s_const[..., 2:-2, 2:-2], const[..., 2:-2, 2:-2])
-            if inner_ok:
-                raise AssertionError(
-                    "a constant map must stay constant up to its edges: use count_include_pad=False so "
-                    "borders are not darkened (the padded zeros must not enter the average)"
-                )
-            raise AssertionError(
-                "the structure prior of a constant map must be that same constant: average the features, "
-                f"do not sum them ({_maxerr(s_const, const)})"
-            )
-        if not _close(d_const, torch.zeros_like(const)):
-            raise AssertionError("a constant map has no detail: detail must be 0 everywhere")
-
-        spike = torch.zeros(2, 3, 11, 11)
-        spike[0, 1, 5, 5] = 1.0
-        s_spike, _ = _split(_call(fn, spike, 3), spike.shape)
-        if s_spike[0, [0, 2]].abs().max() > 1e-6 or s_spike[1].abs().max() > 1e-6:
-            raise AssertionError(
-                "filter each channel of each image on its own: a spike in one channel must not leak into "
-                "other channels or other images (use avg_pool2d, not a convolution across channels)"
-            )
-        s_one, d_one = _split(_call(fn, feats, 1), feats.shape)
-        if not (_close(s_one, feats) and _close(d_one, torch.zeros_like(feats))):
-            raise AssertionError("with kernel=1 the low-pass keeps everything: structure == features and detail == 0")
-
-        box = s_spike[0, 1]
-        outside = float(box.abs().sum() - box[4:7, 4:7].abs().sum())
-        if not (_close(box[4:7, 4:7], torch.full((3, 3), 1 / 9)) and abs(outside) < 1e-6):
-            raise AssertionError(
-                "the low-pass is a box (plain average) over kernel x kernel cells centred on each cell: "
-                "with kernel=3 a unit spike must become a 3x3 square of 1/9 "
-                "(stride 1, padding kernel // 2, borders averaged over the cells that exist)"
-            )
-
-        for kernel, shape, seed in ((3, (2, 4, 8, 8), 2), (5, (1, 6, 16, 16), 3), (7, (2, 2, 7, 9), 4)):
-            x = _randn(*shape, seed=seed)
-            s, d = _split(_call(fn, x, kernel), x.shape)
-            rs, rd = decompose(x, kernel)
-            if not (_close(s, rs) and _close(d, rd)):
-                raise AssertionError(
-                    f"kernel={kernel}, shape {shape}: structure differs from the box low-pass "
-                    f"({_maxerr(s, rs)}); average over the kernel x kernel cells around each cell, "
-                    "stride 1, padding kernel // 2, count_include_pad=False"
-                )
+        feats = _decompose_sums_to_input(fn)
+        _decompose_constant(fn)
+        s_spike = _decompose_spike(fn)
+        _decompose_kernel_one(fn, feats)
+        _decompose_box(s_spike)
+        _decompose_matches_block(fn)
         return "structure + detail == features, box low-pass, borders not darkened, channels kept apart (8 cases)"
 
     return _run("decompose", body)
@@ -282,6 +308,100 @@ def _diagnose_norm(out: torch.Tensor, x: torch.Tensor) -> str:
     )
 
 
+_Modulate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _modulation_input() -> tuple[torch.Tensor, torch.Tensor]:
+    """Features whose channels have different means and scales, and their batch norm."""
+    scale = torch.tensor([0.5, 1.0, 3.0]).view(1, 3, 1, 1)
+    offset = torch.tensor([-2.0, 0.0, 3.0]).view(1, 3, 1, 1)
+    x = _randn(4, 3, 6, 5, seed=10) * scale + offset
+    return x, _torch_batch_norm(x)
+
+
+def _modulation_norm_only(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor, zeros: torch.Tensor) -> None:
+    """gamma = beta = 0: the output is norm(x)."""
+    out = _tensor(_call(fn, x, zeros, zeros), "the output", x.shape)
+    if not _close(out, norm_x):
+        raise AssertionError(_diagnose_norm(out, x))
+
+
+def _modulation_gamma(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor, zeros: torch.Tensor) -> None:
+    """gamma = 1, beta = 0: the output is 2 * norm(x)."""
+    out = _tensor(_call(fn, x, torch.ones_like(x), zeros), "the output", x.shape)
+    if _close(out, norm_x):
+        raise AssertionError(
+            "gamma has no effect: with gamma = 1 the output must be 2 * norm(x). Scale the normalised "
+            "features, norm(x) * (1 + gamma); a scale applied before normalising is undone by it"
+        )
+    if not _close(out, 2 * norm_x):
+        raise AssertionError(
+            "gamma must scale the normalised features: out = norm(x) * (1 + gamma) + beta, so with "
+            f"gamma = 1 and beta = 0 the output is 2 * norm(x) ({_maxerr(out, 2 * norm_x)})"
+        )
+
+
+def _modulation_beta(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor, zeros: torch.Tensor) -> None:
+    """gamma = 0, beta = 0.5: the output is norm(x) + 0.5."""
+    half = torch.full_like(x, 0.5)
+    out = _tensor(_call(fn, x, zeros, half), "the output", x.shape)
+    if not _close(out, norm_x + 0.5):
+        hint = " (beta added before the normalisation is removed again by it)" if _close(out, norm_x) else ""
+        raise AssertionError(
+            f"beta must be added after normalising: with gamma = 0 and beta = 0.5 the output is norm(x) + 0.5{hint}"
+        )
+
+
+def _modulation_spade(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (B, C, H, W) gamma/beta maps, as the block applies them; returns the maps."""
+    gamma, beta = 0.5 * _randn(*x.shape, seed=11), _randn(*x.shape, seed=12)
+    out = _tensor(_call(fn, x, gamma, beta), "the output", x.shape)
+    want = _block_modulate(x, gamma, beta)
+    if not _close(out, want):
+        if _close(out, (norm_x + beta) * (1 + gamma)):
+            raise AssertionError(
+                "add beta after scaling: norm(x) * (1 + gamma) + beta, not (norm(x) + beta) * (1 + gamma)"
+            )
+        if _close(out, _torch_batch_norm(x * (1 + gamma) + beta)):
+            raise AssertionError("normalise x before modulating it, not after: norm(x) * (1 + gamma) + beta")
+        raise AssertionError(
+            "with spatial gamma/beta maps the output must be norm(x) * (1 + gamma) + beta, element by "
+            f"element ({_maxerr(out, want)})"
+        )
+    return gamma, beta
+
+
+def _modulation_film(fn: _Modulate, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> None:
+    """(B, C, 1, 1) gamma/beta vectors broadcast over positions."""
+    g_vec, b_vec = gamma[..., :1, :1].contiguous(), beta[..., :1, :1].contiguous()
+    out = _tensor(_call(fn, x, g_vec, b_vec), "the output", x.shape)
+    if not _close(out, _block_modulate(x, g_vec, b_vec)):
+        raise AssertionError(
+            "FiLM-style gamma/beta of shape (B, C, 1, 1) must broadcast over positions: use plain "
+            "element-wise arithmetic, no reshaping"
+        )
+
+
+def _modulation_matches_block(fn: _Modulate, x: torch.Tensor) -> None:
+    """The library's ConditionalModulation block (training mode), fed its own gamma/beta."""
+    with torch.random.fork_rng():  # leaves the caller's global RNG untouched
+        torch.manual_seed(0)
+        block = ConditionalModulation(3, cond_channels=2, hidden=8)
+        for layer in (block.to_gamma, block.to_beta):  # leave the identity start: non-trivial gamma/beta
+            nn.init.normal_(layer.weight, std=0.2)
+    block.train()
+    cond = _randn(4, 2, 6, 5, seed=13)
+    with torch.no_grad():
+        g, b = block.params(cond)
+        want = block(x, cond)
+    out = _tensor(_call(fn, x, g, b), "the output", x.shape)
+    if not _close(out, want):
+        raise AssertionError(
+            "your function differs from the library's ConditionalModulation block (training mode) "
+            f"({_maxerr(out, want)}); use eps = 1e-5 in sqrt(var + eps)"
+        )
+
+
 def check_modulation(
     fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True
 ) -> bool:
@@ -290,75 +410,14 @@ def check_modulation(
     def body() -> str:
         if own_work:
             require_own_work(fn, "modulate", batch_norm=True)
-        scale = torch.tensor([0.5, 1.0, 3.0]).view(1, 3, 1, 1)
-        offset = torch.tensor([-2.0, 0.0, 3.0]).view(1, 3, 1, 1)
-        x = _randn(4, 3, 6, 5, seed=10) * scale + offset
-        norm_x = _torch_batch_norm(x)
+        x, norm_x = _modulation_input()
         zeros = torch.zeros_like(x)
-
-        out = _tensor(_call(fn, x, zeros, zeros), "the output", x.shape)
-        if not _close(out, norm_x):
-            raise AssertionError(_diagnose_norm(out, x))
-
-        out = _tensor(_call(fn, x, torch.ones_like(x), zeros), "the output", x.shape)
-        if _close(out, norm_x):
-            raise AssertionError(
-                "gamma has no effect: with gamma = 1 the output must be 2 * norm(x). Scale the normalised "
-                "features, norm(x) * (1 + gamma); a scale applied before normalising is undone by it"
-            )
-        if not _close(out, 2 * norm_x):
-            raise AssertionError(
-                "gamma must scale the normalised features: out = norm(x) * (1 + gamma) + beta, so with "
-                f"gamma = 1 and beta = 0 the output is 2 * norm(x) ({_maxerr(out, 2 * norm_x)})"
-            )
-
-        half = torch.full_like(x, 0.5)
-        out = _tensor(_call(fn, x, zeros, half), "the output", x.shape)
-        if not _close(out, norm_x + 0.5):
-            hint = " (beta added before the normalisation is removed again by it)" if _close(out, norm_x) else ""
-            raise AssertionError(
-                f"beta must be added after normalising: with gamma = 0 and beta = 0.5 the output is norm(x) + 0.5{hint}"
-            )
-
-        gamma, beta = 0.5 * _randn(*x.shape, seed=11), _randn(*x.shape, seed=12)
-        out = _tensor(_call(fn, x, gamma, beta), "the output", x.shape)
-        want = _block_modulate(x, gamma, beta)
-        if not _close(out, want):
-            if _close(out, (norm_x + beta) * (1 + gamma)):
-                raise AssertionError(
-                    "add beta after scaling: norm(x) * (1 + gamma) + beta, not (norm(x) + beta) * (1 + gamma)"
-                )
-            if _close(out, _torch_batch_norm(x * (1 + gamma) + beta)):
-                raise AssertionError("normalise x before modulating it, not after: norm(x) * (1 + gamma) + beta")
-            raise AssertionError(
-                "with spatial gamma/beta maps the output must be norm(x) * (1 + gamma) + beta, element by "
-                f"element ({_maxerr(out, want)})"
-            )
-
-        g_vec, b_vec = gamma[..., :1, :1].contiguous(), beta[..., :1, :1].contiguous()
-        out = _tensor(_call(fn, x, g_vec, b_vec), "the output", x.shape)
-        if not _close(out, _block_modulate(x, g_vec, b_vec)):
-            raise AssertionError(
-                "FiLM-style gamma/beta of shape (B, C, 1, 1) must broadcast over positions: use plain "
-                "element-wise arithmetic, no reshaping"
-            )
-
-        with torch.random.fork_rng():  # leaves the caller's global RNG untouched
-            torch.manual_seed(0)
-            block = ConditionalModulation(3, cond_channels=2, hidden=8)
-            for layer in (block.to_gamma, block.to_beta):  # leave the identity start: non-trivial gamma/beta
-                nn.init.normal_(layer.weight, std=0.2)
-        block.train()
-        cond = _randn(4, 2, 6, 5, seed=13)
-        with torch.no_grad():
-            g, b = block.params(cond)
-            want = block(x, cond)
-        out = _tensor(_call(fn, x, g, b), "the output", x.shape)
-        if not _close(out, want):
-            raise AssertionError(
-                "your function differs from the library's ConditionalModulation block (training mode) "
-                f"({_maxerr(out, want)}); use eps = 1e-5 in sqrt(var + eps)"
-            )
+        _modulation_norm_only(fn, x, norm_x, zeros)
+        _modulation_gamma(fn, x, norm_x, zeros)
+        _modulation_beta(fn, x, norm_x, zeros)
+        gamma, beta = _modulation_spade(fn, x, norm_x)
+        _modulation_film(fn, x, gamma, beta)
+        _modulation_matches_block(fn, x)
         return (
             "batch norm per channel, (1 + gamma) scale, beta shift, SPADE maps and FiLM vectors, "
             "matches the ConditionalModulation block (6 cases)"
@@ -468,9 +527,7 @@ def _known_misalignment(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return high, refined, amp**2, wrong
 
 
-def check_misalignment(
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True
-) -> bool:
+def check_misalignment(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True) -> bool:
     """Check ``fn(high, refined) -> (B, 1, h, w)`` mean squared difference over channels."""
 
     def body() -> str:

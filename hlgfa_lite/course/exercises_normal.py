@@ -37,9 +37,7 @@ def reference_position_yardstick(train_cells: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows).mean(dim=0)
 
 
-def check_nearest_distance(
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True
-) -> bool:
+def check_nearest_distance(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True) -> bool:
     """Check ``fn(queries, memory)`` = squared distance of each query to its nearest memory row."""
 
     def body() -> str:

@@ -21,10 +21,8 @@ notebook's ablation table and the panel share results.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -33,19 +31,19 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..method.backbone import FrozenBackbone
-from ..method.config import BLOCKS, MEASURES, SCORINGS, HLGFAConfig
+from ..method.config import HLGFAConfig
 from ..method.data.cache import TensorSplit
 from ..run.ablation import config_key, variant_label
 from ..run.evaluate import METRIC_KEYS, evaluate
 from ..run.train import fit
+from . import panel_view
+from .panel_controls import NORMAL_MODELS as NORMAL_MODELS  # re-exported: the panel's normal models
+from .panel_controls import block_checkboxes, guidance_toggle, knob_sliders, normal_model_toggles
 
 __all__ = ["AblationPanel", "code_fingerprint", "panel_label", "split_fingerprint"]
 
 PANEL_CLASS = "hlgfa-ablation-panel"
 RESULT_CLASS = "hlgfa-ablation-result"
-_WIDE = {"description_width": "initial"}
-NORMAL_MODELS = ("auto", "memory", "cell_gaussian")
-"""The normal models the panel offers (the others in ``SCORINGS`` are baselines for the benchmarks)."""
 
 
 def split_fingerprint(*splits: TensorSplit) -> str:
@@ -73,10 +71,6 @@ def panel_label(cfg: HLGFAConfig) -> str:
     default = HLGFAConfig()
     extra = [f"{k}={getattr(cfg, k)}" for k in ("scoring", "measure") if getattr(cfg, k) != getattr(default, k)]
     return ", ".join([variant_label(cfg), *extra])
-
-
-def _fmt(value: object, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{float(value):.{digits}f}"  # type: ignore[arg-type]
 
 
 class AblationPanel(widgets.VBox):
@@ -109,40 +103,10 @@ class AblationPanel(widgets.VBox):
         self.rows: dict[str, dict[str, Any]] = {}  # config key -> row, in the order first run
         self._maps: dict[str, tuple[np.ndarray, float]] = {}  # config key -> (example maps, vmax)
 
-        self.checkboxes = {
-            name: widgets.Checkbox(value=getattr(base_cfg, name), description=name, indent=False) for name in BLOCKS
-        }
-        self.sliders: dict[str, widgets.ValueWidget] = {
-            "noise_strength": widgets.FloatSlider(
-                value=base_cfg.noise_strength, min=0.0, max=1.0, step=0.05, description="noise_strength",
-                readout_format=".2f", continuous_update=False, style=_WIDE,
-            ),
-            "prior_kernel": widgets.IntSlider(
-                value=base_cfg.prior_kernel, min=1, max=9, step=2, description="prior_kernel",
-                continuous_update=False, style=_WIDE,
-            ),
-            "guidance_channels": widgets.IntSlider(
-                value=base_cfg.guidance_channels, min=1, max=32, step=1, description="guidance_channels",
-                continuous_update=False, style=_WIDE,
-            ),
-        }  # fmt: skip
-        self.guidance = widgets.ToggleButtons(
-            options=["bottleneck", "full"],
-            value=base_cfg.guidance,
-            description="guidance",
-            style={"description_width": "initial", "button_width": "90px"},
-        )
-        # the normal model (notebook 5b): which one, and what it measures per cell (high: PatchCore-like)
-        self.normal_model = {
-            "scoring": widgets.ToggleButtons(
-                options=[s for s in SCORINGS if s in NORMAL_MODELS], value=base_cfg.scoring, description="scoring",
-                style={"description_width": "initial", "button_width": "100px"},
-            ),
-            "measure": widgets.ToggleButtons(
-                options=list(MEASURES), value=base_cfg.measure, description="measure",
-                style={"description_width": "initial", "button_width": "80px"},
-            ),
-        }  # fmt: skip
+        self.checkboxes = block_checkboxes(base_cfg)
+        self.sliders: dict[str, widgets.ValueWidget] = knob_sliders(base_cfg)
+        self.guidance = guidance_toggle(base_cfg)
+        self.normal_model = normal_model_toggles(base_cfg)  # scoring, measure (notebook 5b)
         # no icon: an icon font glyph would become part of the button's accessible name ("Run")
         self.button = widgets.Button(description="Run", button_style="primary")
         self.button.on_click(self._on_click)
@@ -279,62 +243,17 @@ class AblationPanel(widgets.VBox):
 
     # ---------------------------------------------------------------- display
     def _render(self, key: str, row: dict[str, Any]) -> None:
-        label = html.escape(str(row["variant"]))
-        metrics = (
-            f"image AUROC {_fmt(row.get('image_auroc'))} · pixel AUROC {_fmt(row.get('pixel_auroc'))} · "
-            f"AUPRO {_fmt(row.get('pixel_aupro'))} · final training loss {_fmt(row.get('final_loss'), 4)}"
-        )
-        self.result.value = (
-            f"<div><b>{label}</b> <span style='color:#666'>({html.escape(row['source'])})</span><br>{metrics}</div>"
-        )
+        self.result.value = panel_view.result_html(row)
         self._render_heatmaps(key, str(row["variant"]))
         self.table.value = self.table_html(current=key)
 
     def _render_heatmaps(self, key: str, label: str) -> None:
         if key not in self._maps or not self.examples:
-            note = "heatmaps not stored for this cached result (it came from the ablation table)"
-            self.figure.outputs = ({"output_type": "stream", "name": "stdout", "text": note + "\n"},)
+            self.figure.outputs = panel_view.no_heatmaps_output()
             return
-        from ..figures import heatmap_grid
-
         maps, vmax = self._maps[key]
-        split = self.test_split
-        images = [split.batch([i])[0].permute(1, 2, 0).numpy() for i in self.examples]
-        masks = [split.masks[i, 0].numpy() for i in self.examples]
-        titles = [split.samples[i].defect_type for i in self.examples]
-        fig = heatmap_grid(images, list(maps), masks, titles=titles, vmin=0.0, vmax=vmax)
-        fig.suptitle(f"{label}: anomaly maps (scale 0–{vmax:.3g}), ground truth in lime", fontsize=9)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        png = base64.b64encode(buf.getvalue()).decode()
-        self.figure.outputs = (
-            {
-                "output_type": "display_data",
-                "data": {"image/png": png, "text/plain": f"<heatmaps of {label}>"},
-                "metadata": {},
-            },
-        )
+        self.figure.outputs = panel_view.heatmaps_output(self.test_split, self.examples, maps, vmax, label)
 
     def table_html(self, current: str | None = None) -> str:
         """Every configuration run so far, as an HTML table (``current`` in bold)."""
-        head = "".join(
-            f"<th style='padding:2px 8px'>{h}</th>"
-            for h in ("configuration", "image AUROC", "pixel AUROC", "AUPRO", "final loss", "fit s")
-        )
-        body = []
-        for key, row in self.rows.items():
-            cells = [
-                html.escape(str(row["variant"])),
-                _fmt(row.get("image_auroc")),
-                _fmt(row.get("pixel_auroc")),
-                _fmt(row.get("pixel_aupro")),
-                _fmt(row.get("final_loss"), 4),
-                _fmt(row.get("seconds_fit"), 1),
-            ]
-            weight = "bold" if key == current else "normal"
-            body.append(
-                f"<tr style='font-weight:{weight}'>"
-                + "".join(f"<td style='padding:2px 8px'>{c}</td>" for c in cells)
-                + "</tr>"
-            )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        return panel_view.table_html(self.rows.items(), current=current)

@@ -100,7 +100,7 @@ def test_no_refinement_blocks_means_no_trainable_parameters(backbone) -> None:
 def test_single_resolution_all_off_has_no_misalignment(backbone) -> None:
     # residual-only scoring (measure=residual): with no resolution gap nothing misaligns.
     # (The default joint measure then degrades to a memory bank of the high-res features.)
-    off = {**dict.fromkeys(SWITCHES, False), "measure": "residual"}
+    off = {**dict.fromkeys(SWITCHES, False), "measure": "residual", "appearance_weight": 0}  # misalignment alone
     model = _model(backbone, **off)
     images = _images(2, 64)
     for level in model.inspect(images):
@@ -165,7 +165,7 @@ def test_predict_is_per_image_and_deterministic(backbone) -> None:
      ("none", "residual")],
 )  # fmt: skip
 def test_calibrated_map_is_about_one_on_training_images(backbone, scoring: str, measure: str) -> None:
-    model = _model(backbone, scoring=scoring, measure=measure, smoothing_sigma=0.0)
+    model = _model(backbone, scoring=scoring, measure=measure, smoothing_sigma=0.0, appearance_weight=0)
     train = _images(8, 64, seed=3)
     model.fit_feature_stats([train])
     model.calibrate([train[:4], train[4:]])

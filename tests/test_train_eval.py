@@ -272,9 +272,13 @@ def test_checkpoint_of_the_earlier_format_loads_or_asks_to_retrain(run_copy: Pat
     assert "\n" not in str(info.value) and str(ckpt) in str(info.value)
 
 
-def test_run_written_before_padding_and_yardstick_keys_loads_as_made(run_copy: Path) -> None:
-    """A run written before ``backbone_padding`` / ``memory_yardstick`` existed was made with zero
-    padding and the per-position yardstick: it reloads with those, not with today's defaults."""
+def test_run_written_before_padding_yardstick_and_appearance_loads_as_made(
+    tmp_path: Path, tiny_cfg: HLGFAConfig, make_untrained_run
+) -> None:
+    """A run written before ``backbone_padding`` / ``memory_yardstick`` / ``appearance_weight`` existed was
+    made with zero padding, the per-position yardstick and no appearance evidence: it reloads with those,
+    not with today's defaults."""
+    run_copy = make_untrained_run(tmp_path / "old", tiny_cfg.with_overrides(BEFORE_DEFAULTS))
     data = json.loads((run_copy / "config.json").read_text())
     for key in BEFORE_DEFAULTS:
         data.pop(key)
@@ -287,7 +291,8 @@ def test_run_written_before_padding_and_yardstick_keys_loads_as_made(run_copy: P
     model = load_run(run_copy)
     assert model.cfg.backbone_padding == model.backbone.padding == "zeros"
     assert model.scoring_cfg.memory_yardstick == "position"
-    assert HLGFAConfig().backbone_padding != "zeros"  # otherwise this test checks nothing
+    assert model.scoring_cfg.appearance_weight == 0
+    assert all(getattr(HLGFAConfig(), k) != v for k, v in BEFORE_DEFAULTS.items())  # else this checks nothing
 
 
 def test_load_model_state_mismatch(tiny_cfg: HLGFAConfig, backbone) -> None:
@@ -361,6 +366,9 @@ def test_ablation_configs(tiny_cfg: HLGFAConfig) -> None:
         expected += [ablation.RESIDUAL_ONLY, ablation.NO_ALIGNMENT]
         assert variants[ablation.RESIDUAL_ONLY].measure == "residual"
         assert variants[ablation.NO_ALIGNMENT].measure == "high"
+    if tiny_cfg.appearance_weight > 0:
+        expected.append(ablation.NO_APPEARANCE)
+        assert variants[ablation.NO_APPEARANCE].appearance_weight == 0
     assert list(variants) == expected
     assert variants["full"] == tiny_cfg
     for block in BLOCKS:

@@ -24,7 +24,8 @@ def block_checkboxes(cfg: HLGFAConfig) -> dict[str, widgets.Checkbox]:
 
 
 def knob_sliders(cfg: HLGFAConfig) -> dict[str, widgets.ValueWidget]:
-    """Sliders for ``noise_strength``, ``prior_kernel`` and ``guidance_channels``."""
+    """Sliders for ``noise_strength``, ``prior_kernel``, ``guidance_channels`` and ``appearance_weight``
+    (0: the map is the alignment evidence alone)."""
     return {
         "noise_strength": widgets.FloatSlider(
             value=cfg.noise_strength, min=0.0, max=1.0, step=0.05, description="noise_strength",
@@ -37,6 +38,10 @@ def knob_sliders(cfg: HLGFAConfig) -> dict[str, widgets.ValueWidget]:
         "guidance_channels": widgets.IntSlider(
             value=cfg.guidance_channels, min=1, max=32, step=1, description="guidance_channels",
             continuous_update=False, style=_WIDE,
+        ),
+        "appearance_weight": widgets.FloatSlider(
+            value=cfg.appearance_weight, min=0.0, max=2.0, step=0.25, description="appearance_weight",
+            readout_format=".2f", continuous_update=False, style=_WIDE,
         ),
     }  # fmt: skip
 

@@ -9,6 +9,9 @@ What is measured per cell (``measure``):
 * ``high``: the high-res features alone — no alignment at all; the memory-bank
   baseline (PatchCore-like) that the ablation compares against.
 
+Beside that alignment evidence, ``appearance_weight`` > 0 adds the appearance evidence: the
+high-res features of each cell and its neighbours against a memory bank (``scoring/appearance.py``).
+
 How far from normal (``scoring``, one small module each in :mod:`hlgfa_lite.method.scoring`):
 ``memory`` (nearest normal cell of any training image, position-free; default),
 ``cell_gaussian`` (Mahalanobis per cell: aligned parts only), ``gaussian``,
@@ -30,6 +33,7 @@ from torch import nn
 from .blocks.noise_augment import gaussian_blur
 from .config import MEASURES, HLGFAConfig
 from .scoring import NormalModel, make_normal_model
+from .scoring.appearance import WithAppearance
 
 
 class AnomalyMapGenerator(nn.Module):
@@ -54,17 +58,33 @@ class AnomalyMapGenerator(nn.Module):
         """``vectors`` with ``None`` for the levels this generator does not score (weight 0)."""
         return [v if w > 0 else None for v, w in zip(vectors, self.level_weights)]
 
+    @property
+    def vector_kind(self) -> tuple[str, bool]:
+        """Generators of the same kind measure the same vectors (selection shares them)."""
+        return self.measure, isinstance(self.normal, WithAppearance)
+
     def vectors(self, high: list[torch.Tensor], refined: list[torch.Tensor]) -> list[torch.Tensor]:
-        """What is measured per cell: the pair (joint) or the residual."""
+        """What is measured per cell: the pair (joint), the residual or the high-res features, followed
+        by the high-res features when the appearance evidence is on."""
         if self.measure == "joint":
-            return [torch.cat([r, h], dim=1) for h, r in zip(high, refined)]
-        if self.measure == "high":
-            return list(high)
-        return [h - r for h, r in zip(high, refined)]
+            found = [torch.cat([r, h], dim=1) for h, r in zip(high, refined)]
+        elif self.measure == "high":
+            found = list(high)
+        else:
+            found = [h - r for h, r in zip(high, refined)]
+        if isinstance(self.normal, WithAppearance):
+            found = [torch.cat([v, h], dim=1) for v, h in zip(found, high)]
+        return found
 
     def level_energy(self, i: int, vectors: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) vectors of level ``i`` -> (B, 1, h, w) energy, ~1 on normal images."""
         return self.normal.energy(i, vectors)
+
+    def evidence(self, i: int, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Level ``i``'s energy by kind: ``alignment`` and (when on) ``appearance``, each ~1 on normal images."""
+        if isinstance(self.normal, WithAppearance):
+            return self.normal.evidence(i, vectors)
+        return {"alignment": self.normal.energy(i, vectors)}
 
     @torch.no_grad()
     def calibrate(self, vector_batches: Iterable[list[torch.Tensor]]) -> None:
@@ -101,16 +121,13 @@ def build_map_generator(cfg: HLGFAConfig, channels: list[int]) -> AnomalyMapGene
         raise ValueError("scoring=auto is not a normal model: resolve it first (selection.provisional)")
     dims = [2 * c if cfg.measure == "joint" else c for c in channels]
     grids = [cfg.image_size // s for s in cfg.feature_strides]
-    normal = make_normal_model(
-        cfg.scoring,
-        dims,
-        grids,
-        shrinkage=cfg.covariance_shrinkage,
-        memory_size=cfg.memory_size,
-        neighbourhood=cfg.neighbourhood,
-        seed=cfg.seed,
-        yardstick=cfg.memory_yardstick,
+    knobs = dict(
+        shrinkage=cfg.covariance_shrinkage, memory_size=cfg.memory_size, seed=cfg.seed, yardstick=cfg.memory_yardstick
     )
+    normal = make_normal_model(cfg.scoring, dims, grids, neighbourhood=cfg.neighbourhood, **knobs)
+    if cfg.appearance_weight > 0:
+        looks = make_normal_model("memory", list(channels), grids, neighbourhood=cfg.appearance_neighbourhood, **knobs)
+        normal = WithAppearance(normal, looks, dims, cfg.appearance_weight)
     return AnomalyMapGenerator(normal, grids, cfg)
 
 

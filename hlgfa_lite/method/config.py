@@ -101,6 +101,12 @@ class HLGFAConfig:
     leave orientations uncovered (docs/DESIGN.md); wrong where orientation is itself a defect."""
     neighbourhood: int = 1
     """``memory``: each cell is averaged with its n x n neighbours before matching (1 = off)."""
+    appearance_weight: float = 1.0
+    """Weight of the appearance evidence beside the alignment evidence: the high-res features of each
+    cell and its neighbours against a memory bank (PatchCore's patches). 0 = the map is the alignment
+    evidence alone. The ``cell_gaussian`` choice of ``auto`` leaves it out (aligned parts)."""
+    appearance_neighbourhood: int = 3
+    """Appearance evidence: each high-res cell is averaged with its n x n neighbours (a patch)."""
     memory_yardstick: str = "border"
     """``memory``: what a distance is divided by: ``position`` (the normal distance at that cell
     position), ``global`` (one number), ``floor`` (per position, never below the global one) or
@@ -208,6 +214,10 @@ def _validate(self: HLGFAConfig, source: str) -> None:
             f"memory_size={self.memory_size}, neighbourhood={self.neighbourhood}: "
             "memory_size >= 16 and neighbourhood an odd number >= 1"
         )
+    if not (math.isfinite(self.appearance_weight) and self.appearance_weight >= 0):
+        raise bad(f"appearance_weight={self.appearance_weight}: must be >= 0 (0 = alignment evidence alone)")
+    if self.appearance_neighbourhood < 1 or self.appearance_neighbourhood % 2 == 0:
+        raise bad(f"appearance_neighbourhood={self.appearance_neighbourhood}: an odd number >= 1")
     if self.backbone_padding not in ("zeros", "reflect"):
         raise bad(f"backbone_padding={self.backbone_padding!r}: use zeros or reflect")
     if self.memory_yardstick not in ("position", "global", "floor", "border"):
@@ -287,7 +297,11 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     raise ConfigError(f"{source}: {key}={value!r} is not a valid {kind}")
 
 
-BEFORE_DEFAULTS: dict[str, Any] = {"backbone_padding": "zeros", "memory_yardstick": "position"}
+BEFORE_DEFAULTS: dict[str, Any] = {
+    "backbone_padding": "zeros",
+    "memory_yardstick": "position",
+    "appearance_weight": 0.0,
+}
 """Keys whose default changed: a run written before they existed was made with these values."""
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -187,8 +187,9 @@ class HLGFA(nn.Module):
 
     @torch.no_grad()
     def inspect(self, images: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Per level: standardised high/low/refined features, misalignment energy and
-        the blocks' internals (structure, detail, gamma, beta, gate) — for teaching."""
+        """Per level: standardised high/low/refined features, misalignment energy (the alignment
+        evidence alone), appearance energy (when on) and the blocks' internals (structure, detail,
+        gamma, beta, gate) — for teaching."""
         self.eval()
         out = self(images)
         levels = []
@@ -196,7 +197,9 @@ class HLGFA(nn.Module):
             found = {"high": hi, "low": lo, "refined": ref}
             found["raw_misalignment"] = (hi - lo).pow(2).mean(dim=1, keepdim=True)
             vec = self.map_generator.vectors([hi], [ref])[0]
-            found["misalignment"] = self.map_generator.level_energy(i, vec)
+            evidence = self.map_generator.evidence(i, vec)
+            found["misalignment"] = evidence.pop("alignment")
+            found.update(evidence)  # "appearance" when that evidence is on
             found.update(refiner.inspect(lo, hi))
             levels.append(found)
         return levels

@@ -38,10 +38,16 @@ def _memory(cfg: HLGFAConfig) -> dict[str, Any]:
 def _cell_gaussian_coarsest(cfg: HLGFAConfig) -> dict[str, Any]:
     """The per-cell Gaussian on the coarsest scored level only (stride 16 by default): statistics tied
     to a position need cells coarser than the parts' misregistration, and the finer refiners and
-    searches are skipped (figures: docs/DESIGN.md, ``auto``)."""
+    searches are skipped; per-position statistics already describe each place's appearance, so no
+    position-free appearance bank is added (figures: docs/DESIGN.md, ``auto``)."""
     weights = [0.0] * len(cfg.level_weights)
     weights[max(i for i, w in enumerate(cfg.level_weights) if w > 0)] = 1.0
-    return {"scoring": "cell_gaussian", "level_weights": weights, "calibration_rotations": False}
+    return {
+        "scoring": "cell_gaussian",
+        "level_weights": weights,
+        "calibration_rotations": False,
+        "appearance_weight": 0,
+    }
 
 
 CANDIDATES: dict[str, Callable[[HLGFAConfig], dict[str, Any]]] = {
@@ -141,13 +147,13 @@ def fit_candidates(
         kept = ~is_held[idx]
         for turn, view in enumerate(with_turns(images, turns)):  # turned views only for who asks
             out = model(view)
-            measured: dict[str, list[torch.Tensor]] = {}  # the candidates share what they measure
+            measured: dict[tuple, list[torch.Tensor]] = {}  # the candidates share what they measure
             for key, gen in fits.items():
                 if turn > 0 and not gen.cfg.calibration_rotations:
                     continue
-                if gen.measure not in measured:
-                    measured[gen.measure] = gen.vectors(out.high, out.refined)
-                vectors = gen.scored(measured[gen.measure])  # levels this candidate does not score are not fitted
+                if gen.vector_kind not in measured:
+                    measured[gen.vector_kind] = gen.vectors(out.high, out.refined)
+                vectors = gen.scored(measured[gen.vector_kind])  # levels this candidate does not score are not fitted
                 if key[1] == "kept":
                     if not kept.any():
                         continue

@@ -25,6 +25,7 @@ from .train import fit
 SHORTCUT = "identity_shortcut"
 RESIDUAL_ONLY = "residual_only_scoring"
 NO_ALIGNMENT = "high_res_only"
+NO_APPEARANCE = "alignment_evidence_only"
 
 
 def variant_label(cfg: HLGFAConfig) -> str:
@@ -36,8 +37,9 @@ def variant_label(cfg: HLGFAConfig) -> str:
 
 def ablation_configs(base: HLGFAConfig, shortcut: bool = True) -> dict[str, HLGFAConfig]:
     """full, ``<block>=off`` for each block, ``all_off``, the identity-shortcut variant
-    (``guidance=full``), the full model scored by the residual alone (``measure=residual``)
-    and by the high-res features alone (``measure=high``: no alignment at all)."""
+    (``guidance=full``), the full model scored by the residual alone (``measure=residual``),
+    by the high-res features alone (``measure=high``: no alignment at all) and by the alignment
+    evidence alone (``appearance_weight=0``)."""
     variants = {"full": base}
     for block in BLOCKS:
         variants[f"{block}=off"] = base.with_overrides({block: False})
@@ -47,6 +49,8 @@ def ablation_configs(base: HLGFAConfig, shortcut: bool = True) -> dict[str, HLGF
     if base.measure == "joint":
         variants[RESIDUAL_ONLY] = base.with_overrides({"measure": "residual"})
         variants[NO_ALIGNMENT] = base.with_overrides({"measure": "high"})
+    if base.appearance_weight > 0:
+        variants[NO_APPEARANCE] = base.with_overrides({"appearance_weight": 0})
     return variants
 
 

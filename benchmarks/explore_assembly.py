@@ -125,8 +125,8 @@ def main(argv=None) -> int:
     return 0
 
 
-def run(args, cfg, train, test, test_split):
-    size = cfg.image_size
+def reporter(test_split):
+    """``report(name, maps)``: prints image / pixel AUROC / AUPRO of (N, 1, S, S) maps."""
     masks = test_split.masks[:, 0].numpy() > 0.5
     labels, has_mask = test_split.labels, test_split.has_mask
     pixel = bool(np.asarray(has_mask).any() and masks.any())
@@ -140,6 +140,12 @@ def run(args, cfg, train, test, test_split):
             fig = f"{image_auroc(labels, scores):.3f}"
         print(f"{name:44s} {fig}", flush=True)
 
+    return report
+
+
+def run(args, cfg, train, test, test_split):
+    size = cfg.image_size
+    report = reporter(test_split)
     ms = cfg.memory_size
     if args.quick:
         for hood in (1, 3):
@@ -173,21 +179,11 @@ def grid_map(train, test, hood, ms, seed, weights=(1.0, 2.0)) -> torch.Tensor:
 
 def combos(args, cfg, model, tb, teb, test_split) -> int:
     size, ms, seed = cfg.image_size, cfg.memory_size, cfg.seed
-    masks = test_split.masks[:, 0].numpy() > 0.5
-    labels, has_mask = test_split.labels, test_split.has_mask
-    pixel = bool(np.asarray(has_mask).any() and masks.any())
+    shown = reporter(test_split)
 
     def report(name, g):
-        amap = F.interpolate(
-            gaussian_blur(g, 4.0 * g.shape[-1] / size), size=(size, size), mode="bilinear", align_corners=False
-        )
-        scores = amap.flatten(1).max(dim=1).values.numpy()
-        if pixel:
-            m = summarize(labels, scores, masks, amap[:, 0].numpy(), has_mask)
-            fig = f"{m['image_auroc']:.3f} {m['pixel_auroc']:.3f} {m['pixel_aupro']:.3f}"
-        else:
-            fig = f"{image_auroc(labels, scores):.3f}"
-        print(f"{name:44s} {fig}", flush=True)
+        smooth = gaussian_blur(g, 4.0 * g.shape[-1] / size)
+        shown(name, F.interpolate(smooth, size=(size, size), mode="bilinear", align_corners=False))
 
     maps = {}
     for measure, hood in (("joint", 1), ("joint", 3), ("high", 3), ("residual", 1), ("residual", 3)):

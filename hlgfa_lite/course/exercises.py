@@ -382,6 +382,12 @@ def _modulation_film(fn: _Modulate, x: torch.Tensor, gamma: torch.Tensor, beta: 
         )
 
 
+def _same_as_block(out: torch.Tensor, want: torch.Tensor, message: str) -> None:
+    """Raise ``message`` (``{err}``: the largest difference) unless ``out`` equals the library block's ``want``."""
+    if not _close(out, want):
+        raise AssertionError(message.format(err=_maxerr(out, want)))
+
+
 def _modulation_matches_block(fn: _Modulate, x: torch.Tensor) -> None:
     """The library's ConditionalModulation block (training mode), fed its own gamma/beta."""
     with torch.random.fork_rng():  # leaves the caller's global RNG untouched
@@ -394,12 +400,12 @@ def _modulation_matches_block(fn: _Modulate, x: torch.Tensor) -> None:
     with torch.no_grad():
         g, b = block.params(cond)
         want = block(x, cond)
-    out = _tensor(_call(fn, x, g, b), "the output", x.shape)
-    if not _close(out, want):
-        raise AssertionError(
-            "your function differs from the library's ConditionalModulation block (training mode) "
-            f"({_maxerr(out, want)}); use eps = 1e-5 in sqrt(var + eps)"
-        )
+    _same_as_block(
+        _tensor(_call(fn, x, g, b), "the output", x.shape),
+        want,
+        "your function differs from the library's ConditionalModulation block (training mode) ({err}); "
+        "use eps = 1e-5 in sqrt(var + eps)",
+    )
 
 
 def check_modulation(
@@ -491,12 +497,12 @@ def check_gated_residual(
             correction = block.correction(torch.cat([x, cond], dim=1))
             logits = block.gate(cond)
             want = block(x, cond)
-        out = _tensor(_call(fn, x, correction, logits), "the output", x.shape)
-        if not _close(out, want):
-            raise AssertionError(
-                "your function differs from the library's GatedResidual block: the (B, 1, H, W) gate must "
-                f"broadcast over the channels ({_maxerr(out, want)})"
-            )
+        _same_as_block(
+            _tensor(_call(fn, x, correction, logits), "the output", x.shape),
+            want,
+            "your function differs from the library's GatedResidual block: the (B, 1, H, W) gate must "
+            "broadcast over the channels ({err})",
+        )
         return "sigmoid gate, x passes through, closed/open limits, matches the GatedResidual block (5 cases)"
 
     return _run("gated_residual", body)

@@ -25,9 +25,9 @@ import real_data as rd
 import torch
 import torch.nn.functional as F
 
-from hlgfa_lite.method.blocks.noise_augment import gaussian_blur
+from hlgfa_lite.method.anomaly_map import build_map_generator, combine_levels
 from hlgfa_lite.method.calibration import calibration_batches
-from hlgfa_lite.method.config import HLGFAConfig
+from hlgfa_lite.method.config import MEASURES, HLGFAConfig
 from hlgfa_lite.method.scoring.memory_bank import MemoryBankNormalModel, aggregate
 from hlgfa_lite.run.evaluate import load_test_split
 from hlgfa_lite.run.metrics import image_auroc, summarize
@@ -36,21 +36,24 @@ from hlgfa_lite.run.train import fit, load_train_split
 
 @torch.no_grad()
 def vectors(model, batches, measure: str) -> list[list[torch.Tensor]]:
+    """Per batch, per level: what ``measure`` compares (the library's generator for joint / high / residual;
+    ``rawhigh`` / ``rawjoint``: the same before the per-channel standardisation)."""
+    stds = [getattr(model, f"feat_std{i}") for i in range(len(model.refiners))]
+    means = [getattr(model, f"feat_mean{i}") for i in range(len(model.refiners))]
+    if measure in MEASURES:
+        gen = build_map_generator(
+            model.cfg.with_overrides({"scoring": "memory", "measure": measure, "appearance_weight": 0}),
+            model.backbone.channels,
+        )
     found = []
     for b in batches:
         out = model(b)
-        if measure == "joint":
-            vs = [torch.cat([r, h], 1) for h, r in zip(out.high, out.refined)]
-        elif measure == "high":
-            vs = list(out.high)
+        if measure in MEASURES:
+            found.append(gen.vectors(out.high, out.refined))
         elif measure == "rawhigh":
-            vs = [h * getattr(model, f"feat_std{i}") + getattr(model, f"feat_mean{i}") for i, h in enumerate(out.high)]
-        elif measure == "rawjoint":
-            stds = [getattr(model, f"feat_std{i}").repeat(1, 2, 1, 1) for i in range(len(out.high))]
-            vs = [torch.cat([r, h], 1) * s for h, r, s in zip(out.high, out.refined, stds)]
-        else:
-            vs = [h - r for h, r in zip(out.high, out.refined)]
-        found.append(vs)
+            found.append([h * s + m for h, s, m in zip(out.high, stds, means)])
+        else:  # rawjoint
+            found.append([torch.cat([r, h], 1) * s.repeat(1, 2, 1, 1) for h, r, s in zip(out.high, out.refined, stds)])
     return found
 
 
@@ -77,13 +80,11 @@ def bank_energy(train, test, levels, hood, size, seed, yardstick="border") -> to
 
 
 def finish(energy_maps: list[tuple[float, torch.Tensor]], power: float, sigma: float, size: int) -> torch.Tensor:
+    """The generator's combination (``combine_levels`` on the finest grid) of ``energy ** power``, at ``size``."""
     grid = max(m.shape[-1] for _, m in energy_maps)
-    up = [
-        (w, F.interpolate(m.clamp_min(0) ** power, size=(grid, grid), mode="bilinear", align_corners=False))
-        for w, m in energy_maps
-    ]
-    amap = sum(w * m for w, m in up) / sum(w for w, _ in up)
-    amap = gaussian_blur(amap, sigma * grid / size) if sigma > 0 else amap
+    up = [F.interpolate(m.clamp_min(0) ** power, size=(grid, grid), mode="bilinear", align_corners=False)
+          for _, m in energy_maps]  # fmt: skip
+    amap = combine_levels(up, tuple(w for w, _ in energy_maps), sigma * grid / size)
     return F.interpolate(amap, size=(size, size), mode="bilinear", align_corners=False)
 
 
@@ -173,8 +174,7 @@ def grid_map(train, test, hood, ms, seed, weights=(1.0, 2.0)) -> torch.Tensor:
     """Separate banks on levels 1, 2; weighted mean on the stride-8 grid, not smoothed."""
     e1, e2 = [bank_energy(train, test, (i,), hood, ms, seed) for i in (1, 2)]
     g = e1.shape[-1]
-    e2 = F.interpolate(e2, size=(g, g), mode="bilinear", align_corners=False)
-    return (weights[0] * e1 + weights[1] * e2) / sum(weights)
+    return combine_levels([e1, F.interpolate(e2, size=(g, g), mode="bilinear", align_corners=False)], weights, 0.0)
 
 
 def combos(args, cfg, model, tb, teb, test_split) -> int:
@@ -182,8 +182,7 @@ def combos(args, cfg, model, tb, teb, test_split) -> int:
     shown = reporter(test_split)
 
     def report(name, g):
-        smooth = gaussian_blur(g, 4.0 * g.shape[-1] / size)
-        shown(name, F.interpolate(smooth, size=(size, size), mode="bilinear", align_corners=False))
+        shown(name, finish([(1.0, g)], 1.0, 4.0, size))
 
     maps = {}
     for measure, hood in (("joint", 1), ("joint", 3), ("high", 3), ("residual", 1), ("residual", 3)):

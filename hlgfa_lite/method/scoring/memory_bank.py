@@ -105,6 +105,8 @@ def greedy_coreset(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Te
     if d > PROJECTION_DIMS:
         proj = torch.randn(d, PROJECTION_DIMS, generator=gen).to(x) / PROJECTION_DIMS**0.5
         x = x @ proj
+    # stored column-major: the per-pick matrix-vector product runs ~2x faster on CPUs (same picks)
+    x = x.T.contiguous().T
     sq = x.pow(2).sum(dim=1)
     picked = torch.empty(size, dtype=torch.long, device=x.device)
     picked[0] = int(torch.randint(n, (1,), generator=gen))

@@ -132,8 +132,9 @@ def test_chosen_cell_candidate_is_fitted_and_reloaded_with_its_levels(
     model = result.model
     assert result.selected["scoring_selected"] == "cell_gaussian"
     assert model.scoring_cfg.scoring == "cell_gaussian" and model.scoring_cfg.level_weights == (0.0, 0.0, 1.0)
-    normal = model.map_generator.normal
-    assert not normal.mean1.any() and normal.mean2.abs().sum() > 0  # the finer level was never fitted
+    normal = model.map_generator.normal  # the per-cell Gaussian beside the appearance evidence
+    assert not normal.alignment.mean1.any() and normal.alignment.mean2.abs().sum() > 0  # finer level never fitted
+    assert not normal.appearance.memory1.any() and normal.appearance.memory2.abs().sum() > 0
     reloaded = load_run(tmp_path / "run")
     assert reloaded.scoring_cfg.level_weights == (0.0, 0.0, 1.0) and reloaded.scoring_cfg.scoring == "cell_gaussian"
     images = split.batch([0, 1])

@@ -104,7 +104,7 @@ class HLGFAConfig:
     appearance_weight: float = 1.0
     """Weight of the appearance evidence beside the alignment evidence: the high-res features of each
     cell and its neighbours against a memory bank (PatchCore's patches). 0 = the map is the alignment
-    evidence alone. The ``cell_gaussian`` choice of ``auto`` leaves it out (aligned parts)."""
+    evidence alone. Both of ``auto``'s candidates use it (``cell_gaussian`` on its one level)."""
     appearance_neighbourhood: int = 3
     """Appearance evidence: each high-res cell is averaged with its n x n neighbours (a patch)."""
     memory_yardstick: str = "border"

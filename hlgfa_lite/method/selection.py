@@ -38,15 +38,13 @@ def _memory(cfg: HLGFAConfig) -> dict[str, Any]:
 def _cell_gaussian_coarsest(cfg: HLGFAConfig) -> dict[str, Any]:
     """The per-cell Gaussian on the coarsest scored level only (stride 16 by default): statistics tied
     to a position need cells coarser than the parts' misregistration, and the finer refiners and
-    searches are skipped; per-position statistics already describe each place's appearance, so no
-    position-free appearance bank is added (figures: docs/DESIGN.md, ``auto``)."""
+    searches are skipped. The appearance evidence stays, on that level too (figures: docs/DESIGN.md, ``auto``)."""
     weights = [0.0] * len(cfg.level_weights)
     weights[max(i for i, w in enumerate(cfg.level_weights) if w > 0)] = 1.0
     return {
         "scoring": "cell_gaussian",
         "level_weights": weights,
         "calibration_rotations": False,
-        "appearance_weight": 0,
     }
 
 

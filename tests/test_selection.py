@@ -142,15 +142,22 @@ def test_chosen_cell_candidate_is_fitted_and_reloaded_with_its_levels(
 
 
 @pytest.mark.slow
-def test_selection_scores_every_candidate_in_one_pass(backbone, tiny_cfg: HLGFAConfig) -> None:
+def test_selection_scores_every_candidate_in_one_pass(
+    backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hlgfa_lite.method.model import HLGFA
 
     cfg = tiny_cfg.with_overrides({"memory_size": 256})
     split = _split(aligned=True)
     model = HLGFA(cfg, backbone)
     model.fit_feature_stats([split.batch(slice(0, 16))])
+    finished: list[str] = []
+    finish = selection.Fed.finish
+    monkeypatch.setattr(selection.Fed, "finish", lambda f: finished.append(f.generator.cfg.scoring) or finish(f))
     choice = select_scoring(model, cfg, split, batch_copies(cfg, split))
     assert choice.scoring in CANDIDATES and choice.held_out == 3
+    # every candidate's fit on the kept images, and of the fits on all images only the winner's
+    assert sorted(finished) == sorted([*CANDIDATES, choice.scoring])
     assert all(0.0 <= v <= 1.0 for v in choice.scores.values())
     # the model is left with the winner, fitted on every training image: as if calibrated on its own
     assert model.scoring_cfg == candidate_config(choice.scoring, cfg)

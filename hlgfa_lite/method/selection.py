@@ -117,26 +117,41 @@ def with_synthetic_defects(
 Fits = dict[tuple[str, str], AnomalyMapGenerator]
 
 
+@dataclass
+class Fed:
+    """A map generator whose normal model has seen every view but is not finished yet (``end_fit``:
+    the coreset, the costly part), so that a fit nobody uses is never finished."""
+
+    generator: AnomalyMapGenerator
+    state: Any
+
+    def finish(self) -> AnomalyMapGenerator:
+        if self.state is not None:
+            self.generator.normal.end_fit(self.state)
+            self.state = None
+        return self.generator
+
+
 @torch.no_grad()
-def fit_candidates(
+def feed_candidates(
     model, cfg: HLGFAConfig, split: TensorSplit, copies: Iterable[tuple[torch.Tensor, torch.Tensor]]
-) -> tuple[dict[str, HLGFAConfig], Fits, list[int]]:
-    """Every candidate's normal model fitted on the kept images and on all of them, in one pass.
+) -> tuple[dict[str, HLGFAConfig], dict[tuple[str, str], Fed], list[int]]:
+    """Every candidate's normal model fed the kept images and all of them, in one pass.
 
     ``copies`` yields (images, their indices in ``split``) (calibration.batch_copies); each is followed
     by its quarter turns for the candidates that ask for them (``with_turns``: the order a candidate
     calibrated alone sees). The backbone and refiners run once per image. Returns (candidate ->
-    config, (candidate, "kept" | "all") -> fitted map generator, held-out indices); with too few
-    images only the first candidate, on all."""
+    config, (candidate, "kept" | "all") -> :class:`Fed`, held-out indices); with too few images only
+    the first candidate, on all."""
     n = len(split)
     held = held_out_indices(n) if n >= MIN_IMAGES else []
     names = list(CANDIDATES) if held else [next(iter(CANDIDATES))]
     configs = {name: candidate_config(name, cfg) for name in names}
-    fits, states = {}, {}
+    fed: dict[tuple[str, str], Fed] = {}
     for name, c in configs.items():
         for part in ("kept", "all") if held else ("all",):
             gen = build_map_generator(c, model.backbone.channels).to(model.device)
-            fits[name, part], states[name, part] = gen, gen.normal.begin_fit()
+            fed[name, part] = Fed(gen, gen.normal.begin_fit())
     is_held = torch.zeros(n, dtype=torch.bool)
     is_held[held] = True
     turns = any(c.calibration_rotations for c in configs.values())
@@ -146,7 +161,8 @@ def fit_candidates(
         for turn, view in enumerate(with_turns(images, turns)):  # turned views only for who asks
             out = model(view)
             measured: dict[tuple, list[torch.Tensor]] = {}  # the candidates share what they measure
-            for key, gen in fits.items():
+            for key, f in fed.items():
+                gen = f.generator
                 if turn > 0 and not gen.cfg.calibration_rotations:
                     continue
                 if gen.vector_kind not in measured:
@@ -156,10 +172,16 @@ def fit_candidates(
                     if not kept.any():
                         continue
                     vectors = [None if v is None else v[kept.to(v.device)] for v in vectors]
-                gen.normal.fit_batch(states[key], vectors)
-    for key, gen in fits.items():
-        gen.normal.end_fit(states[key])
-    return configs, fits, held
+                gen.normal.fit_batch(f.state, vectors)
+    return configs, fed, held
+
+
+def fit_candidates(
+    model, cfg: HLGFAConfig, split: TensorSplit, copies: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[dict[str, HLGFAConfig], Fits, list[int]]:
+    """:func:`feed_candidates`, every fit finished: (candidate, "kept" | "all") -> fitted map generator."""
+    configs, fed, held = feed_candidates(model, cfg, split, copies)
+    return configs, {key: f.finish() for key, f in fed.items()}, held
 
 
 @torch.no_grad()
@@ -167,11 +189,13 @@ def select_scoring(
     model, cfg: HLGFAConfig, split: TensorSplit, copies: Iterable[tuple[torch.Tensor, torch.Tensor]]
 ) -> Selection:
     """Choose the normal model and leave ``model`` calibrated with it on every training image
-    (:func:`fit_candidates`, then :func:`held_out_scores` of each candidate fitted on the kept images)."""
-    configs, fits, held = fit_candidates(model, cfg, split, copies)
-    scores = held_out_scores(model, configs, fits, split, held, cfg.seed) if held else {}
+    (:func:`feed_candidates`, then :func:`held_out_scores` of each candidate fitted on the kept images).
+    Of the fits on all images only the chosen one is finished (the others' coresets would be thrown away)."""
+    configs, fed, held = feed_candidates(model, cfg, split, copies)
+    kept = {key: f.finish() for key, f in fed.items() if key[1] == "kept"}
+    scores = held_out_scores(model, configs, kept, split, held, cfg.seed) if held else {}
     best = choose(scores)
-    model.set_scoring(fits[best, "all"])
+    model.set_scoring(fed[best, "all"].finish())
     return Selection(best, scores, len(held))
 
 

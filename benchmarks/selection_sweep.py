@@ -2,9 +2,9 @@
 
 Trains the default config once on a dataset of ``real_data.py`` (``mtd``, ``screw``, ``elpv_poly``,
 ``demo/gravel`` ...), fits both candidates on the kept training images exactly as ``auto`` does
-(:func:`hlgfa_lite.method.selection.fit_candidates`), and prints, per kind of synthetic defect, each
-candidate's held-out image and pixel AUROC and the difference ``cell_gaussian - memory`` that ``auto``
-compares with its margin. Which candidate the *test* set prefers is in ``real_data.py --variants``.
+(:func:`hlgfa_lite.method.selection.feed_candidates`), and prints, per kind of synthetic defect,
+each candidate's held-out image and pixel AUROC and the difference ``cell_gaussian - memory`` that
+``auto`` compares with its margin. Which candidate the *test* set prefers is in ``real_data.py --variants``.
 This is the script behind the table of selection variants in docs/DESIGN.md.
 
     .venv/bin/python benchmarks/selection_sweep.py screw
@@ -25,7 +25,7 @@ from hlgfa_lite.method.selection import (
     DEFECT_OPACITY,
     MARGIN,
     choose,
-    fit_candidates,
+    feed_candidates,
     held_out_aurocs,
     held_out_scores,
     held_out_set,
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     # the refiners do not depend on the normal model; "none" keeps fit() from calibrating one that is not used
     model = fit(cfg.with_overrides({"scoring": "none"}), train_split=train_split, progress=False).model
     batches = batch_copies(cfg, train_split)
-    configs, fits, held = fit_candidates(model, cfg.with_overrides({"scoring": "auto"}), train_split, batches)
+    configs, fed, held = feed_candidates(model, cfg.with_overrides({"scoring": "auto"}), train_split, batches)
+    fits = {key: f.finish() for key, f in fed.items() if key[1] == "kept"}  # only these are scored
     if not held:
         print(f"SKIP {label}: too few training images to hold any out")
         return 0

@@ -26,6 +26,7 @@ from hlgfa_lite.method.selection import (
     MARGIN,
     choose,
     feed_candidates,
+    finished,
     held_out_aurocs,
     held_out_scores,
     held_out_set,
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     model = fit(cfg.with_overrides({"scoring": "none"}), train_split=train_split, progress=False).model
     batches = batch_copies(cfg, train_split)
     configs, fed, held = feed_candidates(model, cfg.with_overrides({"scoring": "auto"}), train_split, batches)
-    fits = {key: f.finish() for key, f in fed.items() if key[1] == "kept"}  # only these are scored
+    fits = finished(fed, "kept")  # only these are scored
     if not held:
         print(f"SKIP {label}: too few training images to hold any out")
         return 0

@@ -124,12 +124,19 @@ class Fed:
 
     generator: AnomalyMapGenerator
     state: Any
+    done: bool = False
 
     def finish(self) -> AnomalyMapGenerator:
-        if self.state is not None:
+        """The fitted generator (``end_fit`` runs once; the state is dropped afterwards)."""
+        if not self.done:
             self.generator.normal.end_fit(self.state)
-            self.state = None
+            self.state, self.done = None, True
         return self.generator
+
+
+def finished(fed: dict[tuple[str, str], Fed], part: str | None = None) -> Fits:
+    """The fits of ``part`` ("kept" or "all"; ``None``: both), finished."""
+    return {key: f.finish() for key, f in fed.items() if part in (None, key[1])}
 
 
 @torch.no_grad()
@@ -181,7 +188,7 @@ def fit_candidates(
 ) -> tuple[dict[str, HLGFAConfig], Fits, list[int]]:
     """:func:`feed_candidates`, every fit finished: (candidate, "kept" | "all") -> fitted map generator."""
     configs, fed, held = feed_candidates(model, cfg, split, copies)
-    return configs, {key: f.finish() for key, f in fed.items()}, held
+    return configs, finished(fed), held
 
 
 @torch.no_grad()
@@ -192,8 +199,7 @@ def select_scoring(
     (:func:`feed_candidates`, then :func:`held_out_scores` of each candidate fitted on the kept images).
     Of the fits on all images only the chosen one is finished (the others' coresets would be thrown away)."""
     configs, fed, held = feed_candidates(model, cfg, split, copies)
-    kept = {key: f.finish() for key, f in fed.items() if key[1] == "kept"}
-    scores = held_out_scores(model, configs, kept, split, held, cfg.seed) if held else {}
+    scores = held_out_scores(model, configs, finished(fed, "kept"), split, held, cfg.seed) if held else {}
     best = choose(scores)
     model.set_scoring(fed[best, "all"].finish())
     return Selection(best, scores, len(held))

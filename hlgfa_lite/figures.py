@@ -287,3 +287,38 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight")
     return path
+
+
+def ablation_differences(records: Mapping[str, Mapping[str, object]]) -> Figure:
+    """The ablation's headline: per variant, its paired difference to ``full`` with the 95% interval,
+    one marker per set; image AUROC on the left, pixel AUROC on the right. ``records``: ``{set: results
+    record}`` (``results/ablation/<set>.json``)."""
+    if not records:
+        raise HLGFAError("ablation_differences: no results to plot")
+    variants: list[str] = []
+    for rec in records.values():
+        for row in rec["summary"]:  # type: ignore[union-attr]
+            if row["variant"] != "full" and row["variant"] not in variants:
+                variants.append(row["variant"])
+    fig = Figure(figsize=(11.0, 0.45 * len(variants) + 1.6), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    y = np.arange(len(variants), dtype=np.float64)
+    offsets = np.linspace(-0.3, 0.3, len(records)) if len(records) > 1 else np.zeros(1)
+    for ax, key, title in zip(axes, ("image_auroc_diff", "pixel_auroc_diff"), ("image AUROC", "pixel AUROC")):
+        for j, (name, rec) in enumerate(records.items()):
+            rows = {r["variant"]: r for r in rec["summary"]}  # type: ignore[union-attr]
+            have = [(k, rows[v][key]) for k, v in enumerate(variants) if v in rows and rows[v].get(key)]
+            if not have:
+                continue
+            pts = np.array([d[0] for _, d in have])
+            lo = pts - np.array([d[1] for _, d in have])
+            hi = np.array([d[2] for _, d in have]) - pts
+            ax.errorbar(pts, y[[k for k, _ in have]] + offsets[j], xerr=[lo, hi], fmt="o", ms=4, capsize=2,
+                        color=f"C{j}", label=name)  # fmt: skip
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_title(f"{title}: variant − full (95% paired bootstrap interval)", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, variants)
+    axes[0].invert_yaxis()
+    axes[1].legend(fontsize=8, loc="lower left", bbox_to_anchor=(1.0, 0.0))
+    return fig

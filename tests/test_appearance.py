@@ -70,3 +70,19 @@ def test_weight_and_neighbourhood_are_validated() -> None:
         _cfg(appearance_weight=-1)
     with pytest.raises(ConfigError, match="appearance_neighbourhood"):
         _cfg(appearance_neighbourhood=2)
+
+
+def test_alignment_weight_zero_leaves_the_appearance_evidence_alone() -> None:
+    x = torch.cat([torch.full((1, 2, 2, 2), 2.0), torch.full((1, 5, 2, 2), 1.0)], dim=1)
+    alone = WithAppearance(NoNormalModel(1), NoNormalModel(1), split=[2], weight=1.0, align=0.0)
+    assert torch.equal(alone.energy(0, x), torch.full((1, 1, 2, 2), 1.0))  # appearance channels only
+    default = WithAppearance(NoNormalModel(1), NoNormalModel(1), split=[2], weight=1.0)
+    assert torch.equal(default.energy(0, x), torch.full((1, 1, 2, 2), 2.5))  # (4 + 1) / 2
+    assert build_map_generator(_cfg(alignment_weight=0), CHANNELS).normal.align == 0.0
+
+
+def test_the_map_needs_at_least_one_evidence() -> None:
+    with pytest.raises(ConfigError, match="alignment_weight"):
+        _cfg(alignment_weight=-0.5)
+    with pytest.raises(ConfigError, match="at least one evidence"):
+        _cfg(alignment_weight=0, appearance_weight=0)

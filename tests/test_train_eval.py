@@ -363,12 +363,14 @@ def test_ablation_configs(tiny_cfg: HLGFAConfig) -> None:
     variants = ablation.ablation_configs(tiny_cfg)
     expected = ["full", *(f"{b}=off" for b in BLOCKS), "all_off", ablation.SHORTCUT]
     if tiny_cfg.measure == "joint":
-        expected += [ablation.RESIDUAL_ONLY, ablation.NO_ALIGNMENT]
+        expected.append(ablation.RESIDUAL_ONLY)
         assert variants[ablation.RESIDUAL_ONLY].measure == "residual"
-        assert variants[ablation.NO_ALIGNMENT].measure == "high"
     if tiny_cfg.appearance_weight > 0:
-        expected.append(ablation.NO_APPEARANCE)
+        expected += [ablation.NO_APPEARANCE, ablation.NO_ALIGNMENT]
         assert variants[ablation.NO_APPEARANCE].appearance_weight == 0
+        assert variants[ablation.NO_APPEARANCE].alignment_weight == 1
+        assert variants[ablation.NO_ALIGNMENT].alignment_weight == 0
+        assert variants[ablation.NO_ALIGNMENT].appearance_weight == tiny_cfg.appearance_weight
     assert list(variants) == expected
     assert variants["full"] == tiny_cfg
     for block in BLOCKS:

@@ -127,7 +127,7 @@ def build_map_generator(cfg: HLGFAConfig, channels: list[int]) -> AnomalyMapGene
     normal = make_normal_model(cfg.scoring, dims, grids, neighbourhood=cfg.neighbourhood, **knobs)
     if cfg.appearance_weight > 0:
         looks = make_normal_model("memory", list(channels), grids, neighbourhood=cfg.appearance_neighbourhood, **knobs)
-        normal = WithAppearance(normal, looks, dims, cfg.appearance_weight)
+        normal = WithAppearance(normal, looks, dims, cfg.appearance_weight, cfg.alignment_weight)
     return AnomalyMapGenerator(normal, grids, cfg)
 
 

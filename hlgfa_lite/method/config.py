@@ -105,6 +105,9 @@ class HLGFAConfig:
     """Weight of the appearance evidence beside the alignment evidence: the high-res features of each
     cell and its neighbours against a memory bank (PatchCore's patches). 0 = the map is the alignment
     evidence alone. Both of ``auto``'s candidates use it (``cell_gaussian`` on its one level)."""
+    alignment_weight: float = 1.0
+    """Weight of the alignment evidence in the map; 0 = the appearance evidence alone (the patch bank
+    inside the package, the ablation's ``appearance_evidence_only``)."""
     appearance_neighbourhood: int = 3
     """Appearance evidence: each high-res cell is averaged with its n x n neighbours (a patch)."""
     memory_yardstick: str = "border"
@@ -216,6 +219,10 @@ def _validate(self: HLGFAConfig, source: str) -> None:
         )
     if not (math.isfinite(self.appearance_weight) and self.appearance_weight >= 0):
         raise bad(f"appearance_weight={self.appearance_weight}: must be >= 0 (0 = alignment evidence alone)")
+    if not (math.isfinite(self.alignment_weight) and self.alignment_weight >= 0):
+        raise bad(f"alignment_weight={self.alignment_weight}: must be >= 0 (0 = appearance evidence alone)")
+    if self.alignment_weight == 0 and self.appearance_weight == 0:
+        raise bad("alignment_weight=0 and appearance_weight=0: the map needs at least one evidence")
     if self.appearance_neighbourhood < 1 or self.appearance_neighbourhood % 2 == 0:
         raise bad(f"appearance_neighbourhood={self.appearance_neighbourhood}: an odd number >= 1")
     if self.backbone_padding not in ("zeros", "reflect"):

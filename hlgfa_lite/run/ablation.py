@@ -24,8 +24,8 @@ from .train import fit
 
 SHORTCUT = "identity_shortcut"
 RESIDUAL_ONLY = "residual_only_scoring"
-NO_ALIGNMENT = "high_res_only"
 NO_APPEARANCE = "alignment_evidence_only"
+NO_ALIGNMENT = "appearance_evidence_only"
 
 
 def variant_label(cfg: HLGFAConfig) -> str:
@@ -37,9 +37,9 @@ def variant_label(cfg: HLGFAConfig) -> str:
 
 def ablation_configs(base: HLGFAConfig, shortcut: bool = True) -> dict[str, HLGFAConfig]:
     """full, ``<block>=off`` for each block, ``all_off``, the identity-shortcut variant
-    (``guidance=full``), the full model scored by the residual alone (``measure=residual``),
-    by the high-res features alone (``measure=high``: no alignment at all) and by the alignment
-    evidence alone (``appearance_weight=0``)."""
+    (``guidance=full``), the full model scored by the residual alone (``measure=residual``), by the
+    alignment evidence alone (``appearance_weight=0``) and by the appearance evidence alone
+    (``alignment_weight=0``: the patch memory bank on the same backbone, no alignment at all)."""
     variants = {"full": base}
     for block in BLOCKS:
         variants[f"{block}=off"] = base.with_overrides({block: False})
@@ -48,9 +48,9 @@ def ablation_configs(base: HLGFAConfig, shortcut: bool = True) -> dict[str, HLGF
         variants[SHORTCUT] = base.with_overrides({"guidance": "full"})
     if base.measure == "joint":
         variants[RESIDUAL_ONLY] = base.with_overrides({"measure": "residual"})
-        variants[NO_ALIGNMENT] = base.with_overrides({"measure": "high"})
-    if base.appearance_weight > 0:
+    if base.appearance_weight > 0 and base.alignment_weight > 0:
         variants[NO_APPEARANCE] = base.with_overrides({"appearance_weight": 0})
+        variants[NO_ALIGNMENT] = base.with_overrides({"alignment_weight": 0})
     return variants
 
 
@@ -82,6 +82,7 @@ def train_and_score(
         "seconds_fit": trained.seconds_fit,
         "ms_per_image": result.metrics["ms_per_image"],
         "final_loss": trained.history["loss"][-1] if trained.history["loss"] else None,
+        "scoring_selected": trained.selected.get("scoring_selected", cfg.scoring),
         "config": cfg.to_dict(),
     }
     return row, result.scores, pooled(result.maps)
@@ -129,19 +130,38 @@ def ablate(
     """Every variant with ``seeds`` seeds (``base.seed``, +1, ...): per metric mean and std over
     seeds, and the paired difference to ``full`` with a 95% bootstrap interval over test images
     (image and pixel AUROC; AUPRO gets mean and std)."""
+    out_dir = Path(out_dir)
+    runs = run_seeds(base, train_split, test_split, out_dir / "cache", seeds=seeds, backbone=backbone,
+                     data_id=data_id, variants=variants, progress=progress)  # fmt: skip
+    return summarize_seeds(runs, test_split, out_dir / "cache", data_id)
+
+
+def run_seeds(
+    base: HLGFAConfig,
+    train_split: TensorSplit,
+    test_split: TensorSplit,
+    cache_dir: Path,
+    *,
+    seeds: int = 3,
+    backbone: FrozenBackbone | None = None,
+    data_id: str = "",
+    variants: dict[str, HLGFAConfig] | None = None,
+    progress: bool = True,
+) -> dict[str, list[dict]]:
+    """``{variant: [row of seed base.seed, +1, ...]}``: every variant trained and scored with each
+    seed (cached in ``cache_dir``, so an interrupted grid resumes where it stopped)."""
     from tqdm.auto import tqdm
 
-    out_dir = Path(out_dir)
     variants = variants or ablation_configs(base)
     runs: dict[str, list[dict]] = {}
     jobs = [(name, s) for name in variants for s in range(seeds)]
     for name, s in tqdm(jobs, desc="ablate", disable=not progress):
         cfg = variants[name].with_overrides({"seed": base.seed + s})
         runs.setdefault(name, []).append(
-            run_variant(cfg, train_split, test_split, backbone=backbone, cache_dir=out_dir / "cache",
+            run_variant(cfg, train_split, test_split, backbone=backbone, cache_dir=cache_dir,
                         data_id=data_id, name=name)
         )  # fmt: skip
-    return summarize_seeds(runs, test_split, out_dir / "cache", data_id)
+    return runs
 
 
 def summarize_seeds(runs: dict[str, list[dict]], test_split: TensorSplit, cache_dir: Path, data_id: str) -> list[dict]:

@@ -18,11 +18,15 @@ from .base import NormalModel
 
 class WithAppearance(NormalModel):
     """``alignment`` on the first ``split[i]`` channels of level ``i``, ``appearance`` on the rest
-    (the high-res features); energy ``(alignment + weight x appearance) / (1 + weight)``."""
+    (the high-res features); energy ``(a x alignment + weight x appearance) / (a + weight)``, ``a`` the
+    alignment weight (0: the appearance evidence alone)."""
 
-    def __init__(self, alignment: NormalModel, appearance: NormalModel, split: list[int], weight: float):
+    def __init__(
+        self, alignment: NormalModel, appearance: NormalModel, split: list[int], weight: float, align: float = 1.0
+    ):
         super().__init__()
         self.alignment, self.appearance, self.split, self.weight = alignment, appearance, split, weight
+        self.align = align
 
     def _parts(self, level: int, vectors: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if vectors is None:
@@ -48,4 +52,4 @@ class WithAppearance(NormalModel):
 
     def energy(self, level: int, vectors: torch.Tensor) -> torch.Tensor:
         found = self.evidence(level, vectors)
-        return (found["alignment"] + self.weight * found["appearance"]) / (1.0 + self.weight)
+        return (self.align * found["alignment"] + self.weight * found["appearance"]) / (self.align + self.weight)

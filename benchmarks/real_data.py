@@ -199,7 +199,9 @@ def run_one(label, root, category, nth, base, cfg: HLGFAConfig, args, backbone) 
     if typed:
         row["per_type"] = per_type(result)
     for vname, over in args.variants.items():
-        vcfg = cfg.with_overrides(over)
+        vcfg = model.scoring_cfg.with_overrides(over)  # what auto chose, with the variant's changes
+        if vcfg.scoring == "auto":
+            sys.exit(f"--variants {vname}: re-scoring needs a concrete scoring (memory, cell_gaussian, ...), not auto")
         model.set_scoring(vcfg)
         t0 = time.perf_counter()
         model.calibrate(calibration_batches(vcfg, train_split))

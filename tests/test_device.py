@@ -49,6 +49,7 @@ def test_threads_env_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
         assert threads.apply_threads(0) == 1
         monkeypatch.delenv("HLGFA_THREADS")
         threads.auto_threads.cache_clear()
+        monkeypatch.setattr(threads, "busy_cores", lambda: None)  # no /proc/stat: the load average decides
         monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.6, 0.0, 0.0))
         monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
         assert threads.apply_threads(0) == 1  # another process is busy on one of two cores
@@ -58,6 +59,49 @@ def test_threads_env_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         threads.auto_threads.cache_clear()
         torch.set_num_threads(before)
+
+
+def test_idle_cores_are_measured_now_not_by_the_lagging_load_average(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run started right after another finished gets every idle core although the 1-minute load
+    average still counts the finished run."""
+    from hlgfa_lite.run import threads
+
+    samples = iter([(1000, 500), (1200, 700)])  # all 200 jiffies of the window idle
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(threads.time, "sleep", lambda s: None)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.0, 1.0, 0.5))  # the previous run, still counted
+    threads.auto_threads.cache_clear()
+    try:
+        assert threads.busy_cores() == 0.0
+        samples = iter([(1000, 500), (1200, 600)])  # half the window busy: one of two cores
+        assert threads.busy_cores() == pytest.approx(1.0)
+        samples = iter([(1000, 500), (1200, 700)])
+        assert threads.auto_threads() == 2
+    finally:
+        threads.auto_threads.cache_clear()
+
+
+def test_a_busy_core_is_seen_and_its_end_at_once() -> None:
+    """Real /proc/stat: a process spinning on one core counts as one busy core; once it ends, none."""
+    import os
+    import subprocess
+    import sys
+
+    from hlgfa_lite.run import threads
+
+    if not os.path.exists("/proc/stat") or (os.cpu_count() or 1) < 2:
+        pytest.skip("needs Linux /proc/stat and two cores")
+    if (threads.busy_cores() or 0.0) > 0.3:
+        pytest.skip("the machine is busy with other work; this measurement needs it idle")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        threads.time.sleep(0.3)
+        assert 0.6 < threads.busy_cores() < 1.5
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert threads.busy_cores() < 0.4
 
 
 def test_keep_freed_memory_respects_the_user(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ generated section of docs/RESULTS.md is what its files say."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -17,6 +18,22 @@ from hlgfa_lite.run.ablation_results import (
 )
 
 RECORDS = load_results()
+REPO = RESULTS_DIR.parents[1]
+NOTEBOOKS = sorted(REPO.glob("notebooks/*.ipynb")) + sorted(REPO.glob("course/source/*/*.ipynb"))
+FIGURE = re.compile(r"\d\.\d{3}\b")
+LITERATURE = {"0.977", "0.993"}
+"""Published figures of other methods that notebook 08 cites with their source (DifferNet, CS-Flow)."""
+
+
+def stored_figures() -> set[str]:
+    """Every figure of the results files as the tables print it (3 decimals, no sign)."""
+    found = set()
+    for record in RECORDS.values():
+        for row in record["summary"]:
+            for key, value in row.items():
+                values = value if isinstance(value, list) else [value]
+                found |= {f"{abs(v):.3f}" for v in values if isinstance(v, float) and key != "seconds_fit"}
+    return found
 
 
 @pytest.mark.parametrize("name", sorted(RECORDS) or ["(none)"])
@@ -67,3 +84,17 @@ def test_a_hand_edited_figure_in_the_docs_is_caught() -> None:
 def test_results_files_are_valid_json_objects() -> None:
     for path in RESULTS_DIR.glob("*.json"):
         assert isinstance(json.loads(path.read_text()), dict)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebook_text_quotes_no_figure_outside_the_results_files(notebook) -> None:
+    """Figures about this package's results are read from results/ (code cells), never typed into text;
+    no notebook sends a reader to the README for a figure."""
+    known = stored_figures() | LITERATURE
+    for i, cell in enumerate(json.loads(notebook.read_text())["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        text = "".join(cell["source"])
+        assert "README" not in text, f"{notebook.name} cell {i}: points to the README; link docs/RESULTS.md"
+        typed = sorted(set(FIGURE.findall(text)) - known)
+        assert not typed, f"{notebook.name} cell {i}: figures {typed} are not in results/ablation/*.json"

@@ -142,6 +142,17 @@ def markdown_table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def beyond_noise(record: dict) -> list[str]:
+    """``variant metric ±difference`` for every difference to ``full`` whose 95% interval excludes 0."""
+    found = []
+    for row in record["summary"]:
+        for key in ("image_auroc_diff", "pixel_auroc_diff"):
+            diff = row.get(key)
+            if diff and (diff[1] > 0 or diff[2] < 0):
+                found.append(f"`{row['variant']}` {key.split('_')[0]} {diff[0]:+.3f}")
+    return found
+
+
 def set_heading(record: dict) -> str:
     d = record["data"]
     seeds = record["seeds"]
@@ -170,6 +181,8 @@ def docs_section(records: dict[str, dict]) -> str:
                 f"(`{rerun_command(missing[0]).replace(missing[0], '<set>')}`).", ""]  # fmt: skip
     for name, record in records.items():
         out += [f"#### {name}", "", set_heading(record), "", markdown_table(record)]
+        beyond = beyond_noise(record)
+        out += [f"Beyond noise (95% interval excludes 0): {'; '.join(beyond) if beyond else 'no variant'}.", ""]
         out += [f"![{name} ablation](ablation/{name}.png)", ""]
     return "\n".join([*out, END])
 

@@ -1,0 +1,81 @@
+"""The notebooks' window on the stored ablation results (``results/ablation/*.json``): every figure
+a notebook quotes about the real sets is read here, never typed into its text."""
+
+from __future__ import annotations
+
+from IPython.display import Markdown
+
+from ..run.ablation_results import EXPECTED_SETS, load_results, markdown_table, rerun_command, set_heading, staleness
+
+DOCS_LINK = "docs/RESULTS.md"
+METRICS = {"image": "image_auroc_diff", "pixel": "pixel_auroc_diff"}
+
+
+def stored() -> dict[str, dict]:
+    """``{set: record}`` of every stored ablation (empty where the student copy lacks the files)."""
+    return load_results()
+
+
+def ablation_table(name: str) -> Markdown:
+    """One set's stored ablation as a table: mean ± std over seeds, paired difference to ``full``."""
+    records = stored()
+    if name not in records:
+        return Markdown(f"*No stored ablation of `{name}` yet: `{rerun_command(name)}` makes it.*")
+    note = staleness(records[name])
+    warn = f"\n\n**Stale:** {note}" if note else ""
+    return Markdown(f"{set_heading(records[name])}{warn}\n\n{markdown_table(records[name])}")
+
+
+def verdict(diff: list | None) -> str:
+    """``better`` / ``worse`` where the 95% interval excludes 0, else ``≈`` (cannot be told from noise)."""
+    if not diff:
+        return "–"
+    point, lo, hi = diff
+    word = "better" if lo > 0 else "worse" if hi < 0 else "≈"
+    return f"{word} {point:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def verdicts_table(metric: str = "image") -> Markdown:
+    """Variants (rows) × stored sets (columns): each variant against ``full`` in ``metric`` AUROC."""
+    key, records = METRICS[metric], stored()
+    if not records:
+        return Markdown("*No stored ablation results (results/ablation/ is missing).*")
+    names = [r["variant"] for r in next(iter(records.values()))["summary"] if r["variant"] != "full"]
+    head = ["variant − full", *records]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant in names:
+        cells = []
+        for record in records.values():
+            row = next((r for r in record["summary"] if r["variant"] == variant), {})
+            cells.append(verdict(row.get(key)))
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    missing = [s for s in EXPECTED_SETS if s not in records]
+    tail = f"\n\nNot run yet at this default: {', '.join(missing)}." if missing else ""
+    title = f"**{metric} AUROC**, variant − full, mean over seeds [95% paired interval]"
+    return Markdown(title + "\n\n" + "\n".join(lines) + tail)
+
+
+def differences_figure():  # -> matplotlib Figure
+    """The cross-set picture: every variant's paired difference to ``full`` on every stored set."""
+    from ..figures import ablation_differences
+
+    return ablation_differences(stored())
+
+
+def earns_its_place(metric: str = "image") -> list[str]:
+    """Per variant, on how many stored sets it is worse / better than ``full`` beyond noise, or neither:
+    a block whose removal is worse somewhere and better nowhere earns its place."""
+    key, records = METRICS[metric], stored()
+    tally: dict[str, dict[str, list[str]]] = {}
+    for name, record in records.items():
+        for row in record["summary"]:
+            if row["variant"] == "full" or not row.get(key):
+                continue
+            word = verdict(row[key]).split()[0]
+            tally.setdefault(row["variant"], {"worse": [], "better": [], "≈": []})[word].append(name)
+    lines = []
+    for variant, found in tally.items():
+        parts = [f"{word} than full on {', '.join(sets)}" for word, sets in found.items() if sets and word != "≈"]
+        same = f"not distinguishable on {', '.join(found['≈'])}" if found["≈"] else ""
+        lines.append(f"{variant} ({metric} AUROC): " + "; ".join([*parts, same] if same else parts))
+    return lines

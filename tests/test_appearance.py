@@ -79,6 +79,10 @@ def test_alignment_weight_zero_leaves_the_appearance_evidence_alone() -> None:
     default = WithAppearance(NoNormalModel(1), NoNormalModel(1), split=[2], weight=1.0)
     assert torch.equal(default.energy(0, x), torch.full((1, 1, 2, 2), 2.5))  # (4 + 1) / 2
     assert build_map_generator(_cfg(alignment_weight=0), CHANNELS).normal.align == 0.0
+    noisy = torch.randn(2, 7, 3, 3, generator=torch.Generator().manual_seed(0))
+    weighted = WithAppearance(NoNormalModel(1), NoNormalModel(1), split=[2], weight=0.7)
+    found = weighted.evidence(0, noisy)  # the default weight 1 multiplies exactly: bit-for-bit the old map
+    assert torch.equal(weighted.energy(0, noisy), (found["alignment"] + 0.7 * found["appearance"]) / (1.0 + 0.7))
 
 
 def test_the_map_needs_at_least_one_evidence() -> None:

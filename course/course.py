@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -204,50 +205,128 @@ def check(course: Path = COURSE, notebooks: Path = NOTEBOOKS, scratch: Path | No
     return stale
 
 
-STUDENT_FILES = ("pyproject.toml", "constraints.txt", "environment.yml", "LICENSE")
+STUDENT_FILES = ("pyproject.toml", "constraints.txt", "LICENSE")
 STUDENT_DIRS = ("hlgfa_lite", "notebooks", "app", "docs")
-"""What a student gets: the package, the released notebooks, the panel and the README's figures;
-never ``course/`` (solutions, hidden tests, grading), ``tests/`` or ``benchmarks/``."""
+"""What a student gets: the package, the released notebooks, the panel, the docs the notebooks quote, the licence;
+never ``course/`` (solutions, hidden tests, grading), ``tests/``, ``benchmarks/``, the Makefile or
+``environment.yml`` (it installs the instructors' and developers' tools)."""
 INSTRUCTOR_ONLY = ("docs/INSTRUCTORS.md",)
+STUDENT_README = COURSE / "student_copy" / "README.md"
+"""The copy's own README: install on Linux / macOS / Windows (CPU-only torch), disk, notebooks, data, handing in."""
 LEAK_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
-STUDENT_README = """# HLGFA course (student copy)
-
-The package `hlgfa_lite` and the course notebooks. Install into a virtual environment, then open the notebooks:
-
-    python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e ".[notebooks,elpv]"
-    .venv/bin/python -m ipykernel install --sys-prefix --name python3
-    .venv/bin/jupyter lab notebooks
-
-Run the notebooks in order (01 ... 08); each starts with `PROFILE = "classroom"`. The rest of this file is the
-project's README (its instructors' section left out): the method and the measurements the course is built on.
-
-"""
+INSTRUCTOR_TEXT = ("INSTRUCTORS.md", "nbgrader", "formgrader", "autograde", "course/source", "## For instructors")
+"""Instructor text: none of it may appear in the copy's Markdown or notebooks."""
+README_DEVELOPER_TEXT = (r"\bmake \w", r"\bMakefile\b", r"(?<![\w-])(tests|benchmarks|course|\.ci)/")
+"""Developer text (regular expressions): none of it may appear in the copy's README (none of it is in the copy)."""
 
 
-def student_readme(readme: str) -> str:
-    """The student header, then the project README without its ``## For instructors`` section."""
-    head, sep, rest = readme.partition("\n## For instructors")
-    if sep:
-        following = rest.find("\n## ")
-        head += rest[following:] if following >= 0 else "\n"
-    return STUDENT_README + head
+def _lines(path: Path) -> list[str]:
+    """The lines of a text file; of a notebook, the lines of its cells' sources (its JSON when unreadable)."""
+    import json
+
+    text = path.read_text(errors="replace")
+    if path.suffix == ".ipynb":
+        try:
+            cells = json.loads(text).get("cells", [])
+            sources = [c if isinstance(c, str) else c.get("source", "") for c in cells]
+            text = "\n".join("".join(s) if isinstance(s, list) else s for s in sources)
+        except (ValueError, AttributeError):
+            pass
+    return text.splitlines()
 
 
 def leaks(folder: Path) -> list[str]:
-    """Files under ``folder`` that give an answer away: a solution or hidden-test marker, or a course source."""
+    """Files under ``folder`` that give an answer away: a line that opens or closes a solution or a hidden-test
+    region (a marker quoted inside a line, as the package's grader parses them, is not one), or a course source."""
     found = [str(p.relative_to(folder)) for p in folder.rglob("source") if p.is_dir() and p.parent.name == "course"]
     for path in sorted(folder.rglob("*")):
         if path.is_file() and path.suffix in (".ipynb", ".py", ".md", ".txt", ".toml", ".yml"):
-            text = path.read_text(errors="replace")
-            found += [f"{path.relative_to(folder)}: {m}" for m in LEAK_MARKERS if m in text]
+            opened = {line.strip() for line in _lines(path) if line.lstrip().startswith(LEAK_MARKERS)}
+            found += [f"{path.relative_to(folder)}: {m}" for m in LEAK_MARKERS if any(o.startswith(m) for o in opened)]
     return found
 
 
-def student(out: Path, repo: Path = REPO, name: str = "hlgfa_lite_course") -> tuple[Path, Path]:
+def _markdown_texts(folder: Path, cell_types: tuple[str, ...] = ("markdown",)) -> dict[Path, str]:
+    """Every Markdown text of ``folder``: ``*.md`` files and the cells of ``*.ipynb`` of ``cell_types`` (joined;
+    the cells' metadata, where nbgrader keeps its grade ids, is not text a student reads)."""
+    import json
+
+    texts = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix == ".md" and path.is_file():
+            texts[path] = path.read_text(errors="replace")
+        elif path.suffix == ".ipynb" and path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            cells = json.loads(path.read_text()).get("cells", [])
+            texts[path] = "\n\n".join(
+                "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                for c in cells if c.get("cell_type") in cell_types
+            )  # fmt: skip
+    return texts
+
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+_CODE_SPAN = re.compile(r"`[^`\n]*`")
+_LINK = re.compile(
+    r"!?\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)"  # [text](target), ![alt](target)
+    r"|<(?:a|img)\s[^>]*?(?:href|src)=\"([^\"]+)\""  # <a href="target">, <img src="target">
+)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def _anchors(text: str) -> set[str]:
+    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.+?)\s*#*\s*$", _FENCE.sub("", text), re.M)}
+
+
+def broken_links(folder: Path) -> list[str]:
+    """Relative links in ``folder``'s Markdown (files and notebook cells) that lead nowhere inside ``folder``:
+    a missing file, a path out of the folder, or a ``#anchor`` that no heading of the target has. Links with a
+    scheme (``https:``, ``mailto:``) are not followed; links inside code are not links."""
+    root = folder.resolve()
+    texts = _markdown_texts(folder)
+    broken = []
+    for path, text in texts.items():
+        for match in _LINK.finditer(_CODE_SPAN.sub("", _FENCE.sub("", text))):
+            link = match.group(1) or match.group(2)
+            if re.match(r"^[a-zA-Z][\w+.-]*:", link):
+                continue
+            target_part, _, anchor = link.partition("#")
+            target = (path.parent / target_part).resolve() if target_part else path.resolve()
+            where = f"{path.relative_to(folder)}: link {link!r}"
+            if not target.is_relative_to(root):
+                broken.append(f"{where} leads out of the copy")
+            elif not target.exists():
+                broken.append(f"{where}: {target.relative_to(root)} is not in the copy")
+            elif anchor and target.suffix == ".md" and anchor not in _anchors(target.read_text(errors="replace")):
+                broken.append(f"{where}: no heading #{anchor} in {target.relative_to(root)}")
+    return broken
+
+
+def instructor_text(folder: Path) -> list[str]:
+    """Instructor text in the copy's Markdown and notebooks, and developer text in its README."""
+    found = []
+    for path, text in _markdown_texts(folder, ("markdown", "code")).items():
+        found += [f"{path.relative_to(folder)}: {t!r}" for t in INSTRUCTOR_TEXT if t in text]
+    readme = folder / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    for pattern in README_DEVELOPER_TEXT:
+        found += [f"README.md: {m.group(0)!r} (not in the copy)" for m in re.finditer(pattern, text)]
+    return found
+
+
+def student(
+    out: Path, repo: Path = REPO, name: str = "hlgfa_lite_course", readme: Path = STUDENT_README
+) -> tuple[Path, Path]:
     """Build ``out/<name>/`` (what a student clones or downloads) and ``out/<name>.zip``; returns both.
 
     The notebooks are ``notebooks/`` as committed, which the test suite keeps equal to nbgrader's release of
-    ``course/source``; the build refuses to finish if any file still holds a solution or a hidden test."""
+    ``course/source``; the README is ``course/student_copy/README.md``. The build refuses to finish if any file
+    still holds a solution or a hidden test, if the copy holds instructor text or a link that leads nowhere, or
+    if the LICENSE is missing."""
     target = out / name
     if target.exists():
         shutil.rmtree(target)
@@ -261,11 +340,16 @@ def student(out: Path, repo: Path = REPO, name: str = "hlgfa_lite_course") -> tu
             shutil.copyfile(repo / file, target / file)
     for file in INSTRUCTOR_ONLY:
         (target / file).unlink(missing_ok=True)
-    readme = (repo / "README.md").read_text() if (repo / "README.md").is_file() else ""
-    (target / "README.md").write_text(student_readme(readme))  # pyproject.toml's readme
+    shutil.copyfile(readme, target / "README.md")  # pyproject.toml's readme
     found = leaks(target)
     if found:
         raise CourseError("the student copy would give answers away:\n" + "\n".join(found))
+    problems = [f"{p} (fix it in the repository, or in {readme})" for p in instructor_text(target)]
+    problems += broken_links(target)
+    if not (target / "LICENSE").is_file():
+        problems.append(f"LICENSE: missing; add {repo / 'LICENSE'} (pyproject.toml's licence)")
+    if problems:
+        raise CourseError("the student copy is not ready:\n" + "\n".join(problems))
     archive = out / f"{name}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(target.rglob("*")):

@@ -273,8 +273,9 @@ def test_student_copy_holds_no_answers(tmp_path: Path) -> None:
     assert not any(n.startswith(("course/", "tests/", "benchmarks/")) for n in names), sorted(names)[:20]
     assert "docs/INSTRUCTORS.md" not in names
     texts = {n: (folder / n).read_text(errors="replace") for n in names if n.endswith((".ipynb", ".py", ".md"))}
-    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"):
-        assert not [n for n, t in texts.items() if marker in t], marker
+    assert _course_tool().leaks(folder) == []  # no line opens or closes a solution or a hidden-test region
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS"):  # the notebooks do not even name them
+        assert not [n for n, t in texts.items() if marker in t and n.endswith((".ipynb", ".md"))], marker
     for source in SOURCES:  # every reference answer of the instructor's source is gone from the student copy
         for answer in _answers(source).values():
             assert answer.strip() not in texts[f"notebooks/{source.name}"], source.name

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shared", type=Path, default=SHARED, help="the folder holding the real sets")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"), help="cell cache (resumable)")
+    ap.add_argument("--only", default="", help="comma-separated variants: fill the cache only (two processes on "
+                    "disjoint variants share the cores); a run without it then writes the results file")
     args = ap.parse_args(argv)
     os.environ["HLGFA_THREADS"] = str(args.threads)
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hlgfa_lite.method.backbone import FrozenBackbone
     from hlgfa_lite.method.config import HLGFAConfig
-    from hlgfa_lite.run.ablation import run_seeds, summarize_seeds
+    from hlgfa_lite.run.ablation import ablation_configs, run_seeds, summarize_seeds
     from hlgfa_lite.run.ablation_results import results_record, write_results
     from hlgfa_lite.run.evaluate import load_test_split
     from hlgfa_lite.run.train import load_train_split
@@ -68,6 +70,15 @@ def main(argv: list[str] | None = None) -> int:
             train = real_data.every_nth(train, nth)
         test = load_test_split(root, category, base.image_size, progress=False)
         cache = args.out / name / "cache"
+        variants = ablation_configs(base)
+        if args.only:
+            unknown = sorted(set(args.only.split(",")) - set(variants))
+            if unknown:
+                ap.error(f"--only {','.join(unknown)}: not a variant; choose from {', '.join(variants)}")
+            chosen = {v: variants[v] for v in args.only.split(",")}
+            run_seeds(base, train, test, cache, seeds=args.seeds, backbone=backbone, data_id=name, variants=chosen)
+            print(f"{name}: {', '.join(chosen)} cached in {cache}", flush=True)
+            continue
         runs = run_seeds(base, train, test, cache, seeds=args.seeds, backbone=backbone, data_id=name)
         summary = summarize_seeds(runs, test, cache, name)
         data = {

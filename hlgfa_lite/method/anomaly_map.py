@@ -13,7 +13,7 @@ Beside that alignment evidence, ``appearance_weight`` > 0 adds the appearance ev
 high-res features of each cell and its neighbours against a memory bank (``scoring/appearance.py``).
 
 How far from normal (``scoring``, one small module each in :mod:`hlgfa_lite.method.scoring`):
-``memory`` (nearest normal cell of any training image, position-free; default),
+``memory`` (nearest normal cell of any training image, position-free),
 ``cell_gaussian`` (Mahalanobis per cell: aligned parts only), ``gaussian``,
 ``channel``, ``none``. Each level's energy is ~1 on normal training images; levels
 are combined with ``level_weights`` and smoothed by a Gaussian on the finest used

@@ -64,7 +64,7 @@ class HLGFAConfig:
     hidden_channels: int = 32
     """Width of the modulation and correction networks."""
     noise_strength: float = 0.5
-    """0..1 scale of the nuisance augmentation (noise, blur, lighting, JPEG)."""
+    """0..1 scale of the nuisance augmentation (noise, blur, lighting, blockiness)."""
     augment_calibration: bool = False
     """With ``noise_augment``: also add one perturbed copy of each training image to the
     per-cell normal statistics (not only to the refiner's training)."""

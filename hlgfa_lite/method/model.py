@@ -4,8 +4,9 @@
 high-res features are decomposed into structure/detail priors, squeezed into
 guidance codes, and a :class:`LevelRefiner` (conditional modulation + gated
 residual) refines the low-res features toward the high-res ones. Training
-minimises the misalignment (:func:`alignment_loss`); at test time the
-misalignment is the anomaly map (:mod:`hlgfa_lite.method.anomaly_map`).
+minimises the misalignment (:func:`alignment_loss`); at test time a normal model
+scores each cell's pair (the alignment evidence) beside its high-res patch (the appearance
+evidence): :mod:`hlgfa_lite.method.anomaly_map`.
 """
 
 from __future__ import annotations

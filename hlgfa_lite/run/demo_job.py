@@ -1,6 +1,6 @@
 """The main job (``hlgfa-lite demo``): demo data -> train -> evaluate -> figures.
 
-Runs offline in about a minute on two CPU cores. Each demo category gets a run
+Runs offline on two CPU cores (timing: docs/RESULTS.md). Each demo category gets a run
 folder (config, checkpoint, log, metrics); ``OUT/metrics.json`` collects them with
 their mean, and ``OUT/figures`` holds heatmap overlays and loss curves.
 """

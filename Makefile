@@ -10,7 +10,7 @@ export PYTHONHASHSEED := 0
 NEED_GB := 7
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo unit test notebooks lab lint browser-deps clean release autograde app student html
+.PHONY: install demo unit test notebooks lab lint browser-deps clean release autograde app student html collect review formgrader grades feedback solutions timings timings-table
 
 install: $(STAMP)
 
@@ -59,6 +59,34 @@ GRADES ?= course/grades.csv
 autograde: $(STAMP)  ## grade hand-ins: make autograde SUBMISSIONS=DIR (DIR/<student>/<notebook>.ipynb) -> $(GRADES)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make autograde SUBMISSIONS=DIR  (DIR/<student>/<notebook>.ipynb)"; exit 2; }
 	$(PY) course/course.py autograde "$(SUBMISSIONS)" --grades "$(GRADES)"
+
+EXPORT ?=
+HANDINS ?= course/collected
+collect: $(STAMP)  ## hand-ins of an LMS export: make collect EXPORT=DIR_OR_ZIP -> $(HANDINS)/<student>/<notebook>.ipynb
+	@test -n "$(EXPORT)" || { echo "usage: make collect EXPORT=DIR_OR_ZIP  (<student>_<notebook>.ipynb, <student>.zip, <student>/)"; exit 2; }
+	$(PY) course/handins.py collect "$(EXPORT)" --out "$(HANDINS)"
+
+review: $(STAMP)  ## after make autograde: written answers to grade, exercises at 0, notebooks missing -> course/review.md
+	$(PY) course/handins.py review --submissions "$(HANDINS)"
+
+formgrader: $(STAMP)  ## grade the written answers: JupyterLab in course/, menu Nbgrader -> Formgrader
+	cd course && ../$(VENV)/bin/jupyter lab
+
+grades: $(STAMP)  ## the grade table again, the hand-graded written answers included -> $(GRADES)
+	$(PY) course/handins.py grades --out "$(GRADES)"
+
+feedback: $(STAMP)  ## nbgrader's HTML feedback per student (hidden tests removed) -> build/feedback/<student>{/,.zip}
+	$(PY) course/handins.py feedback --out build/feedback
+
+DEADLINE ?=
+solutions: $(STAMP)  ## after the deadline (DEADLINE=YYYY-MM-DD refuses before it): solved notebooks, no hidden tests -> build/solutions{/,.zip}
+	$(PY) course/handins.py solutions --out build/solutions $(if $(DEADLINE),--after $(DEADLINE))
+
+timings: $(STAMP)  ## on an idle machine with 5b's and 08's real data: minutes per notebook -> course/timings/ + docs/INSTRUCTORS.md
+	$(PY) course/timings.py measure
+
+timings-table: $(STAMP)  ## the minutes table of docs/INSTRUCTORS.md from course/timings/classroom.json
+	$(PY) course/timings.py render
 
 VOILA_ARGS ?=
 app: $(STAMP)  ## the ablation panel as a standalone page (Voila) on the demo data: http://localhost:8866

@@ -206,8 +206,9 @@ def check(course: Path = COURSE, notebooks: Path = NOTEBOOKS, scratch: Path | No
 
 
 STUDENT_FILES = ("pyproject.toml", "constraints.txt", "LICENSE")
-STUDENT_DIRS = ("hlgfa_lite", "notebooks", "app", "docs")
-"""What a student gets: the package, the released notebooks, the panel, the docs the notebooks quote, the licence;
+STUDENT_DIRS = ("hlgfa_lite", "notebooks", "app", "docs", "results")
+"""What a student gets: the package, the released notebooks, the panel, the docs and the stored results the notebooks
+quote (``results/``, where it exists), the licence;
 never ``course/`` (solutions, hidden tests, grading), ``tests/``, ``benchmarks/``, the Makefile or
 ``environment.yml`` (it installs the instructors' and developers' tools)."""
 INSTRUCTOR_ONLY = ("docs/INSTRUCTORS.md",)

@@ -66,6 +66,8 @@ def test_student_copy_stands_alone(copy: Path) -> None:
     assert "MIT" in (copy / "LICENSE").read_text() and '{ text = "MIT" }' in (copy / "pyproject.toml").read_text()
     assert not {"Makefile", "environment.yml", "docs/INSTRUCTORS.md"} & names
     assert not [n for n in names if n.startswith(("course/", "tests/", "benchmarks/", ".ci/"))]
+    stored = {p.relative_to(REPO).as_posix() for p in (REPO / "results").rglob("*.json")}
+    assert stored <= names, "the stored results notebook 06 reads travel with the copy"
     readme = (copy / "README.md").read_text()
     assert readme == (COURSE / "student_copy" / "README.md").read_text()
     needed = ("**Linux**", "**macOS**", "**Windows**", "CPU-only wheel index", "`torch==2.14.1", "Disk",

@@ -9,7 +9,8 @@ machine gives wrong minutes) and the data each notebook is meant for: notebook 5
 notebook 08's Magnetic Tile (``shared/datasets/magnetic_tile``); ``--allow-fallback`` measures without them
 and the table says which data each notebook ran on. It executes every notebook top to bottom in a fresh work
 folder, the classroom profile, the notebooks' own thread count (2 unless ``HLGFA_THREADS`` says otherwise),
-with ``hlgfa_lite.course.notebook_runner`` (the student release: exercises unanswered), then notebook 06 once
+with ``hlgfa_lite.course.notebook_runner`` (solved: the solutions release where a notebook has exercises, as a
+student who finished them runs it), then notebook 06 once
 more on the same work folder (its ablation cache pre-run, as on lab machines prepared before class), and
 writes ``course/timings/classroom.json``: the commit, whether the tree was clean, the machine, and per
 notebook its seconds and the data it ran on. ``render`` writes the table between the markers in
@@ -113,19 +114,50 @@ def preflight(allow_fallback: bool = False, force: bool = False) -> dict:
     return {"cores": cores, "load_before": round(load, 2), "threads": threads}
 
 
+def solved_notebooks(folder: Path) -> list[Path]:
+    """The course notebooks as a student who finished the exercises runs them, in ``folder/notebooks/``: the
+    solutions release of every source notebook (hidden tests out), the others as committed; ``folder/docs`` and
+    ``folder/results`` link to the repository's, so the notebooks' relative paths hold."""
+    import importlib.util
+
+    from hlgfa_lite.course.notebook_runner import course_notebooks
+
+    handins = sys.modules.get("hlgfa_handins")
+    if handins is None:  # a module of its own (dataclasses need it registered), the name the tests use
+        spec = importlib.util.spec_from_file_location("hlgfa_handins", COURSE / "handins.py")
+        handins = sys.modules["hlgfa_handins"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(handins)
+    sources = {p.name: p for p in (COURSE / "source").glob("*/*.ipynb")}
+    target = folder / "notebooks"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("docs", "results"):
+        if (REPO / name).is_dir() and not (folder / name).exists():
+            (folder / name).symlink_to(REPO / name, target_is_directory=True)
+    written = []
+    for nb in course_notebooks():
+        path = target / nb.name
+        if nb.name in sources:
+            path.write_text(json.dumps(handins.solution_notebook(sources[nb.name]), indent=1, ensure_ascii=False))
+        else:
+            path.write_bytes(nb.read_bytes())
+        written.append(path)
+    return written
+
+
 def measure(
     out: Path | None = None, results: Path = RESULTS, allow_fallback: bool = False, force: bool = False
 ) -> dict:
-    """Run every notebook (classroom profile) and 06 again with its cache; write and return the results."""
-    from hlgfa_lite.course.notebook_runner import course_notebooks, run_notebooks
+    """Run every notebook (classroom profile, solved) and 06 again with its cache; write and return the results."""
+    from hlgfa_lite.course.notebook_runner import DEFAULT_DATA_ROOT, NOTEBOOK_DIR, run_notebooks
 
     machine = preflight(allow_fallback, force)
     out = out or Path(tempfile.mkdtemp(prefix="hlgfa-timings-"))
     work = out / "work"  # fresh: no demo data, no run and no ablation cache from before
-    notebooks = course_notebooks()
-    runs = run_notebooks(notebooks, out / "executed", "classroom", workdir=str(work))
+    notebooks = solved_notebooks(out / "solved")
+    data_root = str((NOTEBOOK_DIR / DEFAULT_DATA_ROOT).resolve())  # 08's default, as seen from notebooks/
+    runs = run_notebooks(notebooks, out / "executed", "classroom", workdir=str(work), data_root=data_root)
     again = run_notebooks([n for n in notebooks if _number(n.name) == "06"], out / "again", "classroom",
-                          workdir=str(work))  # fmt: skip
+                          workdir=str(work), data_root=data_root)  # fmt: skip
     rows = [
         {"notebook": _number(r.notebook), "file": r.notebook, "seconds": round(r.seconds, 1), "ok": r.ok,
          "data": data_used(Path(r.output))}
@@ -166,7 +198,7 @@ def render(record: dict | None) -> str:
     lines = [
         f"Measured at commit {record['commit']}{state} on {record['date']} (`{record['command']}`), profile "
         f"{record['profile']}, {m['threads']} threads on {m['cores']} cores (load average {m['load_before']} "
-        "before), each notebook top to bottom in a fresh kernel, kernel start included, exercises unanswered; "
+        "before), each notebook top to bottom in a fresh kernel, kernel start included, exercises solved; "
         "from `course/timings/classroom.json`.",
         "",
         "| notebook | data | seconds | minutes |",

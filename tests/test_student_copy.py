@@ -386,6 +386,17 @@ def test_data_used_reads_the_executed_notebooks(tmp_path: Path) -> None:
     assert timings.data_used(tmp_path / "01_setup_and_data.ipynb") == "demo"
 
 
+def test_timings_run_the_solved_notebooks(tmp_path: Path) -> None:
+    paths = _timings().solved_notebooks(tmp_path)
+    assert [p.name for p in paths] == sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
+    assert (tmp_path / "docs").resolve() == REPO / "docs"  # the notebooks' ../docs holds
+    solved = {p.name: "\n".join(c.source for c in nbformat.read(p, 4).cells) for p in paths}
+    assert "raise NotImplementedError" not in solved[f"{N03}.ipynb"] and "HIDDEN TESTS" not in solved[f"{N5B}.ipynb"]
+    assert (tmp_path / "notebooks" / "01_setup_and_data.ipynb").read_bytes() == (
+        REPO / "notebooks" / "01_setup_and_data.ipynb"
+    ).read_bytes()
+
+
 def test_timing_measurement_refuses_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     timings = _timings()
     monkeypatch.setattr(timings.os, "getloadavg", lambda: (3.0, 2.0, 1.0))

@@ -219,6 +219,8 @@ INSTRUCTOR_TEXT = ("INSTRUCTORS.md", "nbgrader", "formgrader", "autograde", "cou
 """Instructor text: none of it may appear in the copy's Markdown or notebooks."""
 README_DEVELOPER_TEXT = (r"\bmake \w", r"\bMakefile\b", r"(?<![\w-])(tests|benchmarks|course|\.ci)/")
 """Developer text (regular expressions): none of it may appear in the copy's README (none of it is in the copy)."""
+MAKE = r"\bmake (install|demo|test|unit|lab|notebooks|html|student|release|autograde|app)\b"
+"""A make target named in a notebook of the copy (there is no Makefile in it)."""
 
 
 def _lines(path: Path) -> list[str]:
@@ -312,6 +314,8 @@ def instructor_text(folder: Path) -> list[str]:
     found = []
     for path, text in _markdown_texts(folder, ("markdown", "code")).items():
         found += [f"{path.relative_to(folder)}: {t!r}" for t in INSTRUCTOR_TEXT if t in text]
+        if path.suffix == ".ipynb":  # a make target: the copy has no Makefile
+            found += [f"{path.relative_to(folder)}: {m.group(0)!r} (not in the copy)" for m in re.finditer(MAKE, text)]
     readme = folder / "README.md"
     text = readme.read_text() if readme.is_file() else ""
     for pattern in README_DEVELOPER_TEXT:

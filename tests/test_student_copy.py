@@ -113,14 +113,15 @@ def test_student_build_refuses_instructor_text_a_broken_link_or_no_licence(tmp_p
     tool = _course()
     repo = tmp_path / "repo"
     (repo / "notebooks").mkdir(parents=True)
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("see [the guide](../docs/INSTRUCTORS.md)")])
+    cell = nbformat.v4.new_markdown_cell("see [the guide](../docs/INSTRUCTORS.md) or `make install`")
+    nb = nbformat.v4.new_notebook(cells=[cell])
     nbformat.write(nb, repo / "notebooks" / "01_x.ipynb")
     readme = tmp_path / "README.md"
     readme.write_text("# Course\nRun `make demo`, see tests/.\n")
     with pytest.raises(tool.CourseError) as err:
         tool.student(tmp_path / "out", repo=repo, readme=readme)
     message = str(err.value)
-    assert "INSTRUCTORS.md" in message and "make d" in message and "tests/" in message
+    assert "INSTRUCTORS.md" in message and "make d" in message and "tests/" in message and "make install" in message
     assert "LICENSE: missing" in message and "is not in the copy" in message
 
 

@@ -49,6 +49,18 @@ def _not_implemented(*args: object) -> None:
     raise NotImplementedError
 
 
+def _rejected(checker: Callable, wrong: Callable, capsys: pytest.CaptureFixture[str]) -> str:
+    """The hint a checker gives a wrong answer: raised (no part right) or printed with ✗ (some parts right)."""
+    capsys.readouterr()
+    try:
+        ok = checker(wrong)
+    except AssertionError as exc:
+        return str(exc)
+    printed = capsys.readouterr().out
+    assert ok is False and printed.startswith("✗"), printed
+    return printed
+
+
 # --- decompose -------------------------------------------------------------------------------
 
 
@@ -96,21 +108,27 @@ def test_decompose_references_pass(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("wrong", "hint"),
+    ("wrong", "hint", "share"),
     [
-        (_pad_darkens, "count_include_pad=False so borders are not darkened"),
-        (_detail_wrong, "structure + detail must equal the input exactly"),
-        (_swapped, "swapped"),
-        (_strided, "must keep the input shape"),
-        (_mixes_channels, "filter each channel"),
-        (_half_kernel, "kernel x kernel cells"),
-        (_in_place, "do not modify the inputs in place"),
-        (lambda x, k: solutions.box_lowpass(x, k), "return a tuple of two tensors"),
+        (_pad_darkens, "count_include_pad=False so borders are not darkened", 0.75),  # inside and remainder right
+        (_detail_wrong, "structure + detail must equal the input exactly", 0.75),  # the low-pass right
+        (_swapped, "swapped", None),
+        (_strided, "must keep the input shape", None),
+        (_mixes_channels, "filter each channel", 0.25),  # the remainder right
+        (_half_kernel, "kernel x kernel cells", 0.25),
+        (_in_place, "do not modify the inputs in place", None),
+        (lambda x, k: solutions.box_lowpass(x, k), "return a tuple of two tensors", None),
     ],
 )
-def test_decompose_mistakes_get_hints(wrong: Callable, hint: str) -> None:
-    with pytest.raises(AssertionError, match=re.escape(hint)):
-        exercises.check_decompose(wrong)
+def test_decompose_mistakes_get_hints_and_partial_credit(
+    wrong: Callable, hint: str, share: float | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hint in _rejected(exercises.check_decompose, wrong, capsys)
+    if share is None:  # nothing can be judged: no part right
+        with pytest.raises(AssertionError, match=re.escape(hint)):
+            exercises.decompose_parts(wrong)
+    else:
+        assert exercises.score(exercises.decompose_parts(wrong)) == pytest.approx(share)
 
 
 # --- modulation ------------------------------------------------------------------------------
@@ -120,7 +138,7 @@ def _norm(x: torch.Tensor, dims: tuple[int, ...], unbiased: bool = False) -> tor
     return (x - x.mean(dims, keepdim=True)) / torch.sqrt(x.var(dims, keepdim=True, unbiased=unbiased) + 1e-5)
 
 
-MODULATION_MISTAKES = [
+MODULATION_MISTAKES = [  # each gets half the points: the normalisation and the modulation are judged apart
     (lambda x, g, b: x * (1 + g) + b, "normalise x first"),
     (lambda x, g, b: solutions.batch_norm(x) * g + b, "the scale is (1 + gamma), not gamma"),
     (lambda x, g, b: _norm(x, (2, 3)) * (1 + g) + b, "this is instance norm"),
@@ -150,19 +168,26 @@ def test_modulation_reference_matches_library_block_in_training_mode() -> None:
 
 
 @pytest.mark.parametrize(("wrong", "hint"), MODULATION_MISTAKES)
-def test_modulation_mistakes_get_hints(wrong: Callable, hint: str) -> None:
-    with pytest.raises(AssertionError, match=re.escape(hint)):
-        exercises.check_modulation(wrong)
+def test_modulation_mistakes_get_hints_and_half_the_points(
+    wrong: Callable, hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hint in _rejected(exercises.check_modulation, wrong, capsys)
+    parts = exercises.modulation_parts(wrong)
+    assert exercises.score(parts) == 0.5 and sum(p.passed for p in parts) == 1, parts
 
 
-def test_modulation_film_vectors_must_broadcast() -> None:
+def test_modulation_with_both_parts_wrong_raises() -> None:
+    with pytest.raises(AssertionError, match="this is instance norm"):
+        exercises.check_modulation(lambda x, g, b: _norm(x, (2, 3)) * (1 + 2 * g) + b)
+
+
+def test_modulation_film_vectors_must_broadcast(capsys: pytest.CaptureFixture[str]) -> None:
     def reshapes(x: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if g.shape[-1] == 1:  # FiLM vectors handled wrongly: only their mean is used
             g, b = g.mean(), b.mean()
         return solutions.modulate(x, g, b)
 
-    with pytest.raises(AssertionError, match="must broadcast over positions"):
-        exercises.check_modulation(reshapes)
+    assert "must broadcast over positions" in _rejected(exercises.check_modulation, reshapes, capsys)
 
 
 # --- gated residual --------------------------------------------------------------------------
@@ -330,20 +355,26 @@ def test_normal_model_references_pass() -> None:
     assert ex.check_nearest_distance(_not_implemented) is False
 
 
+def _unclamped(q: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    return (q.pow(2).sum(1, keepdim=True) - 2 * q @ m.T + m.pow(2).sum(1)).min(dim=1).values
+
+
 @pytest.mark.parametrize(
-    ("wrong", "hint"),
+    ("wrong", "hint", "share"),
     [
-        (lambda q, m: _nearest(q, m).sqrt(), "squared"),
-        (lambda q, m: torch.cdist(q, m).pow(2).max(dim=1).values, "smallest"),
-        (lambda q, m: torch.cdist(q, m).pow(2).mean(dim=1), "not the mean"),
-        (lambda q, m: (q.pow(2).sum(1, keepdim=True) - 2 * q @ m.T + m.pow(2).sum(1)).min(dim=1).values, "never"),
+        (lambda q, m: _nearest(q, m).sqrt(), "squared", 0.0),
+        (lambda q, m: torch.cdist(q, m).pow(2).max(dim=1).values, "smallest", 0.0),
+        (lambda q, m: torch.cdist(q, m).pow(2).mean(dim=1), "not the mean", 0.0),
+        (_unclamped, "never", 0.75),  # the distance right, the rounding not
     ],
 )
-def test_nearest_distance_mistakes_get_hints(wrong: Callable, hint: str) -> None:
+def test_nearest_distance_mistakes_get_hints(
+    wrong: Callable, hint: str, share: float, capsys: pytest.CaptureFixture[str]
+) -> None:
     from hlgfa_lite.course import exercises_normal as ex
 
-    with pytest.raises(AssertionError, match=hint):
-        ex.check_nearest_distance(wrong)
+    assert hint in _rejected(ex.check_nearest_distance, wrong, capsys)
+    assert ex.score(ex.nearest_distance_parts(wrong)) == pytest.approx(share)
 
 
 @pytest.mark.parametrize(
@@ -369,3 +400,56 @@ def test_normal_model_checkers_reject_the_library() -> None:
         ex.check_nearest_distance(lambda q, m: nearest_sq_distance(q, m, m.pow(2).sum(1)))
     with pytest.raises(AssertionError, match="write it yourself"):
         ex.check_position_yardstick(ex.reference_position_yardstick)
+
+
+# --- the yardstick is judged on its own, whatever nearest_distance it calls -----------------------
+
+
+def _notebook_5b(nearest_source: str) -> dict:
+    """A notebook namespace: a nearest_distance from ``nearest_source`` and the reference yardstick calling it."""
+    namespace: dict = {"torch": torch}
+    exec(nearest_source, namespace)
+    exec(
+        "def position_yardstick(train_cells):\n"
+        "    n = train_cells.shape[0]\n"
+        "    rows = [nearest_distance(train_cells[i], torch.cat([train_cells[j] for j in range(n) if j != i]))\n"
+        "            for i in range(n)]\n"
+        "    return torch.stack(rows).mean(dim=0)\n",
+        namespace,
+    )
+    return namespace
+
+
+@pytest.mark.parametrize(
+    "nearest",
+    [
+        "def nearest_distance(q, m):\n    return torch.cdist(q, m).min(dim=1).values  # forgot the square",
+        "def nearest_distance(q, m):\n    raise NotImplementedError",
+    ],
+    ids=["wrong", "stub"],
+)
+def test_right_yardstick_on_a_wrong_nearest_distance_passes_and_names_the_cause(
+    nearest: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hlgfa_lite.course import exercises_normal as ex
+
+    namespace = _notebook_5b(nearest)
+    own_search = namespace["nearest_distance"]
+    assert ex.check_position_yardstick(namespace["position_yardstick"]) is True
+    printed = capsys.readouterr().out
+    assert printed.startswith("✓ position_yardstick") and "fix nearest_distance" in printed, printed
+    assert namespace["nearest_distance"] is own_search  # the stand-in is gone again
+    parts, note = ex.position_yardstick_parts(namespace["position_yardstick"])
+    assert ex.score(parts) == 1.0 and "nearest_distance" in note
+
+
+def test_wrong_yardstick_on_a_wrong_nearest_distance_fails_with_its_own_mistake() -> None:
+    from hlgfa_lite.course import exercises_normal as ex
+
+    namespace = _notebook_5b("def nearest_distance(q, m):\n    return torch.cdist(q, m).min(dim=1).values")
+    own_memory = (
+        "def position_yardstick(c):\n    return nearest_distance(c.flatten(0, 1), c.flatten(0, 1)).view(c.shape[:2])"
+    )
+    exec(own_memory + ".mean(0)", namespace)
+    with pytest.raises(AssertionError, match="leave the image's own cells out"):
+        ex.check_position_yardstick(namespace["position_yardstick"])

@@ -1,12 +1,15 @@
 """Checkers for the course exercises: run a student's tensor function on small cases.
 
 Each ``check_*`` calls the student's function on several tiny tensors, compares it
-with a reference and then
+with a reference, part by part (an exercise with separable parts – ``decompose``'s low-pass
+inside and at the borders and its remainder, ``modulate``'s normalisation and its modulation,
+``nearest_distance``'s distance and its rounding – is judged per part, :class:`Part`), and then
 
-* prints ``✓ ...`` and returns ``True`` when every case passes;
-* raises :class:`AssertionError` with a specific hint on the first failing case
-  (it recognises the usual mistakes: a forgotten sigmoid, instance instead of batch
-  norm, darkened borders ...);
+* prints ``✓ ...`` and returns ``True`` when every part passes;
+* prints ``✗ ...`` with a specific hint for each failing part and returns ``False`` when some
+  parts pass (the hidden tests give those parts' share of the points);
+* raises :class:`AssertionError` with the hints when no part passes (it recognises the usual
+  mistakes: a forgotten sigmoid, instance instead of batch norm, darkened borders ...);
 * prints ``… not attempted yet`` and returns ``False`` when the function still raises
   :class:`NotImplementedError` (the notebook stub), so "Run all" never stops there.
 
@@ -50,7 +53,9 @@ out the complete answer beyond what the exercise text says.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -60,7 +65,16 @@ from torch import nn
 from ..method.blocks import ConditionalModulation, GatedResidual, decompose
 from .own_work import require_own_work
 
-__all__ = ["check_decompose", "check_gated_residual", "check_misalignment", "check_modulation"]
+__all__ = [
+    "Part",
+    "check_decompose",
+    "check_gated_residual",
+    "check_misalignment",
+    "check_modulation",
+    "decompose_parts",
+    "gated_residual_parts",
+    "modulation_parts",
+]
 
 
 class _NotAttempted(Exception):
@@ -76,10 +90,13 @@ def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 def _call(fn: Callable[..., Any], *args: torch.Tensor | int) -> Any:
-    """Call the student's function on copies of the inputs; inputs must stay unchanged."""
+    """Call the student's function on copies of the inputs; inputs must stay unchanged.
+
+    Warnings are silenced (nbgrader scores a graded cell that writes to stderr 0)."""
     copies = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             out = fn(*copies)
     except NotImplementedError:
         raise _NotAttempted from None
@@ -92,8 +109,8 @@ def _call(fn: Callable[..., Any], *args: torch.Tensor | int) -> Any:
 
 
 def _tensor(value: Any, what: str, shape: torch.Size) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise AssertionError(f"{what} must be a torch.Tensor, got {type(value).__name__}")
+    if type(value) is not torch.Tensor:  # a subclass could answer torch's comparisons itself
+        raise AssertionError(f"{what} must be a plain torch.Tensor, got {type(value).__name__}")
     if value.shape != shape:
         raise AssertionError(f"{what} must keep the input shape {tuple(shape)}, got {tuple(value.shape)}")
     if not torch.isfinite(value).all():
@@ -109,17 +126,61 @@ def _maxerr(a: torch.Tensor, b: torch.Tensor) -> str:
     return f"max abs error {float((a - b).abs().max()):.3g}"
 
 
-def _run(name: str, body: Callable[[], str]) -> bool:
+@dataclass(frozen=True)
+class Part:
+    """A separable part of an exercise: its share of the points and, when it fails, the hint."""
+
+    label: str
+    weight: float
+    hint: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.hint is None
+
+
+def _part(label: str, weight: float, check: Callable[[], None], *, needs: Part | None = None) -> Part:
+    """Run one part's cases: passed, or failed with the hint of its first failing case.
+
+    ``needs``: a part this one can only be judged after (the borders of a low-pass that is wrong inside)."""
+    if needs is not None and not needs.passed:
+        return Part(label, weight, f"judged once {needs.label} is right")
     try:
-        summary = body()
+        check()
+    except AssertionError as exc:
+        return Part(label, weight, str(exc))
+    except _NotAttempted:
+        raise
+    except Exception as exc:  # the student's code raised: say what, on which part
+        return Part(label, weight, f"your function raised {type(exc).__name__}: {exc}")
+    return Part(label, weight)
+
+
+def score(parts: Sequence[Part]) -> float:
+    """The share of the points the parts earn (0 … 1)."""
+    return sum(p.weight for p in parts if p.passed)
+
+
+def _run(name: str, body: Callable[[], tuple[list[Part], str]]) -> bool:
+    try:
+        parts, summary = body()
     except _NotAttempted:
         print(
             f"… {name}: not attempted yet (your function raises NotImplementedError); "
             "write it in the cell above, then re-run this cell"
         )
         return False
-    print(f"✓ {name}: {summary}")
-    return True
+    failed = [p for p in parts if not p.passed]
+    if not failed:
+        print(f"✓ {name}: {summary}")
+        return True
+    if len(failed) == len(parts):
+        raise AssertionError("; ".join(dict.fromkeys(p.hint for p in failed if p.hint)))
+    right = ", ".join(p.label for p in parts if p.passed)
+    lines = [f"✗ {name}: {len(parts) - len(failed)} of {len(parts)} parts right ({right}); still wrong:"]
+    lines += [f"  ✗ {p.label}: {p.hint}" for p in failed]
+    print("\n".join(lines))
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,44 +194,42 @@ def _split(out: Any, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
     return _tensor(out[0], "structure", shape), _tensor(out[1], "detail", shape)
 
 
-def _decompose_sums_to_input(fn: Callable[[torch.Tensor, int], Any]) -> torch.Tensor:
-    """structure + detail == features, and not swapped; returns the random features it used."""
-    feats = _randn(2, 3, 12, 10, seed=1)
-    structure, detail = _split(_call(fn, feats, 5), feats.shape)
-    if not _close(structure + detail, feats, atol=1e-5):
-        raise AssertionError(
-            "structure + detail must equal the input exactly: compute detail = features - structure "
-            f"({_maxerr(structure + detail, feats)})"
-        )
-    ref_s, ref_d = decompose(feats, 5)
+_Decompose = Callable[[torch.Tensor, int], Any]
+_DECOMPOSE_CASES = ((5, (2, 3, 12, 10), 1), (3, (2, 4, 8, 8), 2), (5, (1, 6, 16, 16), 3), (7, (2, 2, 7, 9), 4))
+"""(kernel, shape, seed) of the random features every part is judged on."""
+
+
+def _decompose_outputs(fn: _Decompose, extra: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, int, tuple]]:
+    """(features, kernel, (structure, detail)) for the random cases, kernel 1, and ``extra`` features at kernels
+    1, 3, 5, 7. Raises (no part can be judged) for a wrong type or shape, in-place changes, swapped outputs."""
+    cases = [(_randn(*shape, seed=seed), kernel) for kernel, shape, seed in _DECOMPOSE_CASES]
+    cases.append((cases[0][0], 1))
+    cases += [(f, k) for f in extra for k in (1, 3, 5, 7)]
+    outputs = [(x, k, _split(_call(fn, x, k), x.shape)) for x, k in cases]
+    x, k, (structure, detail) = outputs[0]
+    ref_s, ref_d = decompose(x, k)
     if _close(structure, ref_d) and _close(detail, ref_s):
         raise AssertionError(
             "structure and detail are swapped: structure is the smooth low-pass part, detail the remainder"
         )
-    return feats
+    return outputs
 
 
-def _decompose_constant(fn: Callable[[torch.Tensor, int], Any]) -> None:
-    """A constant map keeps its value up to the borders and has no detail."""
+def _inside(t: torch.Tensor, kernel: int) -> torch.Tensor:
+    pad = kernel // 2
+    h, w = t.shape[-2:]
+    return t[..., pad : h - pad, pad : w - pad] if h > 2 * pad and w > 2 * pad else t[..., :0, :0]
+
+
+def _decompose_inside(fn: _Decompose, outputs: list[tuple[torch.Tensor, int, tuple]]) -> None:
+    """The box low-pass wherever the whole kernel x kernel box lies inside the map."""
     const = torch.full((1, 2, 9, 9), 3.0)
-    s_const, d_const = _split(_call(fn, const, 5), const.shape)
-    if not _close(s_const, const):
-        inner_ok = _close(s_const[..., 2:-2, 2:-2], const[..., 2:-2, 2:-2])
-        if inner_ok:
-            raise AssertionError(
-                "a constant map must stay constant up to its edges: use count_include_pad=False so "
-                "borders are not darkened (the padded zeros must not enter the average)"
-            )
+    s_const, _ = _split(_call(fn, const, 5), const.shape)
+    if not _close(_inside(s_const, 5), _inside(const, 5)):
         raise AssertionError(
             "the structure prior of a constant map must be that same constant: average the features, "
-            f"do not sum them ({_maxerr(s_const, const)})"
+            f"do not sum them ({_maxerr(_inside(s_const, 5), _inside(const, 5))})"
         )
-    if not _close(d_const, torch.zeros_like(const)):
-        raise AssertionError("a constant map has no detail: detail must be 0 everywhere")
-
-
-def _decompose_spike(fn: Callable[[torch.Tensor, int], Any]) -> torch.Tensor:
-    """A unit spike stays in its own channel and image; returns its structure (kernel 3)."""
     spike = torch.zeros(2, 3, 11, 11)
     spike[0, 1, 5, 5] = 1.0
     s_spike, _ = _split(_call(fn, spike, 3), spike.shape)
@@ -179,17 +238,6 @@ def _decompose_spike(fn: Callable[[torch.Tensor, int], Any]) -> torch.Tensor:
             "filter each channel of each image on its own: a spike in one channel must not leak into "
             "other channels or other images (use avg_pool2d, not a convolution across channels)"
         )
-    return s_spike
-
-
-def _decompose_kernel_one(fn: Callable[[torch.Tensor, int], Any], feats: torch.Tensor) -> None:
-    s_one, d_one = _split(_call(fn, feats, 1), feats.shape)
-    if not (_close(s_one, feats) and _close(d_one, torch.zeros_like(feats))):
-        raise AssertionError("with kernel=1 the low-pass keeps everything: structure == features and detail == 0")
-
-
-def _decompose_box(s_spike: torch.Tensor) -> None:
-    """The spike's structure (kernel 3) is a 3x3 square of 1/9 and nothing else."""
     box = s_spike[0, 1]
     outside = float(box.abs().sum() - box[4:7, 4:7].abs().sum())
     if not (_close(box[4:7, 4:7], torch.full((3, 3), 1 / 9)) and abs(outside) < 1e-6):
@@ -198,19 +246,61 @@ def _decompose_box(s_spike: torch.Tensor) -> None:
             "with kernel=3 a unit spike must become a 3x3 square of 1/9 "
             "(stride 1, padding kernel // 2, borders averaged over the cells that exist)"
         )
-
-
-def _decompose_matches_block(fn: Callable[[torch.Tensor, int], Any]) -> None:
-    for kernel, shape, seed in ((3, (2, 4, 8, 8), 2), (5, (1, 6, 16, 16), 3), (7, (2, 2, 7, 9), 4)):
-        x = _randn(*shape, seed=seed)
-        s, d = _split(_call(fn, x, kernel), x.shape)
-        rs, rd = decompose(x, kernel)
-        if not (_close(s, rs) and _close(d, rd)):
+    for x, kernel, (structure, _) in outputs:
+        if kernel == 1 and not _close(structure, x):
+            raise AssertionError("with kernel=1 the low-pass keeps everything: structure == features and detail == 0")
+        want = _inside(decompose(x, kernel)[0], kernel)
+        if not _close(_inside(structure, kernel), want):
             raise AssertionError(
-                f"kernel={kernel}, shape {shape}: structure differs from the box low-pass "
-                f"({_maxerr(s, rs)}); average over the kernel x kernel cells around each cell, "
-                "stride 1, padding kernel // 2, count_include_pad=False"
+                f"kernel={kernel}, shape {tuple(x.shape)}: structure differs from the box low-pass away from the "
+                f"borders ({_maxerr(_inside(structure, kernel), want)}); average over the kernel x kernel cells "
+                "around each cell, stride 1, padding kernel // 2"
             )
+
+
+def _decompose_borders(fn: _Decompose, outputs: list[tuple[torch.Tensor, int, tuple]]) -> None:
+    """At the borders the box averages the cells that exist (a constant map stays constant)."""
+    const = torch.full((1, 2, 9, 9), 3.0)
+    s_const, _ = _split(_call(fn, const, 5), const.shape)
+    if not _close(s_const, const):
+        raise AssertionError(
+            "a constant map must stay constant up to its edges: use count_include_pad=False so "
+            "borders are not darkened (the padded zeros must not enter the average)"
+        )
+    for x, kernel, (structure, _) in outputs:
+        want = decompose(x, kernel)[0]
+        if not _close(structure, want):
+            raise AssertionError(
+                f"kernel={kernel}, shape {tuple(x.shape)}: the structure differs from the box low-pass at the "
+                f"borders ({_maxerr(structure, want)}); average over the cells that exist (count_include_pad=False)"
+            )
+
+
+def _decompose_remainder(outputs: list[tuple[torch.Tensor, int, tuple]]) -> None:
+    """detail == features - structure, whatever the structure is."""
+    for x, _kernel, (structure, detail) in outputs:
+        if not _close(structure + detail, x, atol=1e-5):
+            raise AssertionError(
+                "structure + detail must equal the input exactly: compute detail = features - structure "
+                f"({_maxerr(structure + detail, x)})"
+            )
+        if _close(structure, x) and not _close(detail, torch.zeros_like(x)):
+            raise AssertionError("where structure == features (kernel=1) the detail must be 0")
+
+
+def decompose_parts(fn: _Decompose, extra: Sequence[torch.Tensor] = ()) -> list[Part]:
+    """``decompose``'s three parts: the box low-pass inside the map (1/2 of the points), at its borders
+    (1/4, judged once the inside is right) and the detail as the remainder (1/4). ``extra``: more features
+    (the notebook's own), checked at kernels 1, 3, 5 and 7."""
+    outputs = _decompose_outputs(fn, extra)
+    inside = _part("box low-pass away from the borders", 0.5, lambda: _decompose_inside(fn, outputs))
+    return [
+        inside,
+        _part(
+            "borders averaged over the cells that exist", 0.25, lambda: _decompose_borders(fn, outputs), needs=inside
+        ),
+        _part("detail = features - structure", 0.25, lambda: _decompose_remainder(outputs)),
+    ]
 
 
 def check_decompose(
@@ -218,16 +308,11 @@ def check_decompose(
 ) -> bool:
     """Check ``fn(features, kernel) -> (structure, detail)`` against :func:`hlgfa_lite.method.blocks.decompose`."""
 
-    def body() -> str:
+    def body() -> tuple[list[Part], str]:
         if own_work:
             require_own_work(fn, "decompose")
-        feats = _decompose_sums_to_input(fn)
-        _decompose_constant(fn)
-        s_spike = _decompose_spike(fn)
-        _decompose_kernel_one(fn, feats)
-        _decompose_box(s_spike)
-        _decompose_matches_block(fn)
-        return "structure + detail == features, box low-pass, borders not darkened, channels kept apart (8 cases)"
+        summary = "structure + detail == features, box low-pass, borders not darkened, channels kept apart (8 cases)"
+        return decompose_parts(fn), summary
 
     return _run("decompose", body)
 
@@ -319,15 +404,33 @@ def _modulation_input() -> tuple[torch.Tensor, torch.Tensor]:
     return x, _torch_batch_norm(x)
 
 
-def _modulation_norm_only(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor, zeros: torch.Tensor) -> None:
-    """gamma = beta = 0: the output is norm(x)."""
+def _modulation_norm(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor) -> None:
+    """gamma = beta = 0: the output is norm(x) (or, if the scale forgot its 1 +, gamma = 1 gives norm(x))."""
+    zeros = torch.zeros_like(x)
     out = _tensor(_call(fn, x, zeros, zeros), "the output", x.shape)
-    if not _close(out, norm_x):
-        raise AssertionError(_diagnose_norm(out, x))
+    if _close(out, norm_x):
+        return
+    if _close(out, zeros):  # norm(x) * gamma + beta: the normalisation may still be right
+        out = _tensor(_call(fn, x, torch.ones_like(x), zeros), "the output", x.shape)
+        if _close(out, norm_x):
+            return
+    raise AssertionError(_diagnose_norm(out, x))
 
 
-def _modulation_gamma(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor, zeros: torch.Tensor) -> None:
+def _own_norm(fn: _Modulate, x: torch.Tensor) -> torch.Tensor:
+    """The student's own normalisation of ``x``: what the function gives with gamma = beta = 0."""
+    zeros = torch.zeros_like(x)
+    out = _tensor(_call(fn, x, zeros, zeros), "the output", x.shape)
+    if _close(out, zeros):
+        raise AssertionError(
+            "the scale is (1 + gamma), not gamma: with gamma = 0 and beta = 0 the output must be norm(x), not 0"
+        )
+    return out
+
+
+def _modulation_gamma(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor) -> None:
     """gamma = 1, beta = 0: the output is 2 * norm(x)."""
+    zeros = torch.zeros_like(x)
     out = _tensor(_call(fn, x, torch.ones_like(x), zeros), "the output", x.shape)
     if _close(out, norm_x):
         raise AssertionError(
@@ -341,10 +444,10 @@ def _modulation_gamma(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor, zero
         )
 
 
-def _modulation_beta(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor, zeros: torch.Tensor) -> None:
+def _modulation_beta(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor) -> None:
     """gamma = 0, beta = 0.5: the output is norm(x) + 0.5."""
     half = torch.full_like(x, 0.5)
-    out = _tensor(_call(fn, x, zeros, half), "the output", x.shape)
+    out = _tensor(_call(fn, x, torch.zeros_like(x), half), "the output", x.shape)
     if not _close(out, norm_x + 0.5):
         hint = " (beta added before the normalisation is removed again by it)" if _close(out, norm_x) else ""
         raise AssertionError(
@@ -352,11 +455,11 @@ def _modulation_beta(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor, zeros
         )
 
 
-def _modulation_spade(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random (B, C, H, W) gamma/beta maps, as the block applies them; returns the maps."""
-    gamma, beta = 0.5 * _randn(*x.shape, seed=11), _randn(*x.shape, seed=12)
+def _modulation_spade(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor, seed: int = 11) -> None:
+    """Random (B, C, H, W) gamma/beta maps, as the block applies them."""
+    gamma, beta = 0.5 * _randn(*x.shape, seed=seed), _randn(*x.shape, seed=seed + 1)
     out = _tensor(_call(fn, x, gamma, beta), "the output", x.shape)
-    want = _block_modulate(x, gamma, beta)
+    want = norm_x * (1 + gamma) + beta
     if not _close(out, want):
         if _close(out, (norm_x + beta) * (1 + gamma)):
             raise AssertionError(
@@ -368,14 +471,14 @@ def _modulation_spade(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor) -> t
             "with spatial gamma/beta maps the output must be norm(x) * (1 + gamma) + beta, element by "
             f"element ({_maxerr(out, want)})"
         )
-    return gamma, beta
 
 
-def _modulation_film(fn: _Modulate, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor) -> None:
+def _modulation_film(fn: _Modulate, x: torch.Tensor, norm_x: torch.Tensor) -> None:
     """(B, C, 1, 1) gamma/beta vectors broadcast over positions."""
-    g_vec, b_vec = gamma[..., :1, :1].contiguous(), beta[..., :1, :1].contiguous()
+    g_vec = 0.5 * _randn(x.shape[0], x.shape[1], 1, 1, seed=14)
+    b_vec = _randn(x.shape[0], x.shape[1], 1, 1, seed=15)
     out = _tensor(_call(fn, x, g_vec, b_vec), "the output", x.shape)
-    if not _close(out, _block_modulate(x, g_vec, b_vec)):
+    if not _close(out, norm_x * (1 + g_vec) + b_vec):
         raise AssertionError(
             "FiLM-style gamma/beta of shape (B, C, 1, 1) must broadcast over positions: use plain "
             "element-wise arithmetic, no reshaping"
@@ -389,14 +492,21 @@ def _same_as_block(out: torch.Tensor, want: torch.Tensor, message: str) -> None:
 
 
 def _modulation_matches_block(fn: _Modulate, x: torch.Tensor) -> None:
-    """The library's ConditionalModulation block (training mode), fed its own gamma/beta."""
+    """The library's ConditionalModulation block (training mode), fed its own gamma/beta; and fed the test's."""
+    gamma, beta = 0.5 * _randn(*x.shape, seed=11), _randn(*x.shape, seed=12)
+    _same_as_block(
+        _tensor(_call(fn, x, gamma, beta), "the output", x.shape),
+        _block_modulate(x, gamma, beta),
+        "your function differs from the library's ConditionalModulation block (training mode) ({err}); "
+        "use eps = 1e-5 in sqrt(var + eps)",
+    )
     with torch.random.fork_rng():  # leaves the caller's global RNG untouched
         torch.manual_seed(0)
-        block = ConditionalModulation(3, cond_channels=2, hidden=8)
+        block = ConditionalModulation(x.shape[1], cond_channels=2, hidden=8)
         for layer in (block.to_gamma, block.to_beta):  # leave the identity start: non-trivial gamma/beta
             nn.init.normal_(layer.weight, std=0.2)
     block.train()
-    cond = _randn(4, 2, 6, 5, seed=13)
+    cond = _randn(x.shape[0], 2, *x.shape[2:], seed=13)
     with torch.no_grad():
         g, b = block.params(cond)
         want = block(x, cond)
@@ -408,26 +518,46 @@ def _modulation_matches_block(fn: _Modulate, x: torch.Tensor) -> None:
     )
 
 
+def modulation_parts(fn: _Modulate, extra: Sequence[torch.Tensor] = ()) -> list[Part]:
+    """``modulate``'s two parts, each half the points: the batch norm it computes (gamma = beta = 0), and the
+    modulation of *its own* normalised features (``(1 + gamma)`` scale, ``beta`` shift, maps and vectors) –
+    a wrong normalisation does not cost the modulation's points, nor the reverse. ``extra``: more inputs
+    (the notebook's own features)."""
+    inputs = [_modulation_input()[0], *extra]
+
+    def normalisation() -> None:
+        for x in inputs:
+            _modulation_norm(fn, x, _torch_batch_norm(x))
+
+    def modulation() -> None:
+        for i, x in enumerate(inputs):
+            own = _own_norm(fn, x)
+            _modulation_gamma(fn, x, own)
+            _modulation_beta(fn, x, own)
+            _modulation_spade(fn, x, own, seed=11 + 10 * i)
+            _modulation_film(fn, x, own)
+
+    norm = _part("batch norm per channel over (batch, H, W)", 0.5, normalisation)
+    scale = _part("(1 + gamma) scale and beta shift, maps and vectors", 0.5, modulation)
+    if norm.passed and scale.passed:  # both right: the whole must be the library's block (eps, dtype ...)
+        block = _part(norm.label, 0.5, lambda: _modulation_matches_block(fn, inputs[0]))
+        norm = block if not block.passed else norm
+    return [norm, scale]
+
+
 def check_modulation(
     fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True
 ) -> bool:
     """Check ``fn(x, gamma, beta) = batch_norm(x) * (1 + gamma) + beta`` (the student normalises x)."""
 
-    def body() -> str:
+    def body() -> tuple[list[Part], str]:
         if own_work:
             require_own_work(fn, "modulate", batch_norm=True)
-        x, norm_x = _modulation_input()
-        zeros = torch.zeros_like(x)
-        _modulation_norm_only(fn, x, norm_x, zeros)
-        _modulation_gamma(fn, x, norm_x, zeros)
-        _modulation_beta(fn, x, norm_x, zeros)
-        gamma, beta = _modulation_spade(fn, x, norm_x)
-        _modulation_film(fn, x, gamma, beta)
-        _modulation_matches_block(fn, x)
-        return (
+        summary = (
             "batch norm per channel, (1 + gamma) scale, beta shift, SPADE maps and FiLM vectors, "
             "matches the ConditionalModulation block (6 cases)"
         )
+        return modulation_parts(fn), summary
 
     return _run("modulate", body)
 
@@ -460,50 +590,63 @@ def _diagnose_gate(out: torch.Tensor, x: torch.Tensor, r: torch.Tensor, logits: 
     return None
 
 
+def _gated_residual_cases(fn: _Modulate, extra: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    x, r = _randn(2, 4, 5, 6, seed=20), _randn(2, 4, 5, 6, seed=21)
+    zero = torch.zeros(2, 1, 5, 6)
+    for logits, name in (
+        (_randn(2, 1, 5, 6, seed=22) * 3, "random gate_logits"),
+        (zero, "gate_logits=0"),
+    ):
+        out = _tensor(_call(fn, x, r, logits), "the output", x.shape)
+        want = _block_gated_residual(x, r, logits)
+        if not _close(out, want):
+            hint = _diagnose_gate(out, x, r, logits)
+            raise AssertionError(
+                hint or f"{name}: expected x + sigmoid(gate_logits) * correction ({_maxerr(out, want)})"
+            )
+
+    out = _tensor(_call(fn, x, r, torch.full_like(zero, -30.0)), "the output", x.shape)
+    if not _close(out, x):
+        raise AssertionError("with a closed gate (gate_logits -> -inf) the output must be x itself")
+    out = _tensor(_call(fn, x, r, torch.full_like(zero, 30.0)), "the output", x.shape)
+    if not _close(out, x + r):
+        raise AssertionError("with an open gate (gate_logits -> +inf) the output must be x + correction")
+
+    x_cond = [(x, _randn(2, 3, 5, 6, seed=23))] + ([extra] if extra is not None else [])
+    for xx, cond in x_cond:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            block = GatedResidual(xx.shape[1], cond_channels=cond.shape[1], hidden=8)
+        with torch.no_grad():
+            correction = block.correction(torch.cat([xx, cond], dim=1))
+            logits = block.gate(cond)
+            want = block(xx, cond)
+        _same_as_block(
+            _tensor(_call(fn, xx, correction, logits), "the output", xx.shape),
+            want,
+            "your function differs from the library's GatedResidual block: the (B, 1, H, W) gate must "
+            "broadcast over the channels ({err})",
+        )
+        closed = _tensor(_call(fn, xx, correction, logits - 40), "the output", xx.shape)
+        if not _close(closed, xx, atol=1e-5):
+            raise AssertionError("with a closed gate (gate_logits -> -inf) the output must be x itself")
+
+
+def gated_residual_parts(fn: _Modulate, extra: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[Part]:
+    """``gated_residual`` is one formula: one part. ``extra``: the notebook's ``(x, cond)``."""
+    return [_part("x + sigmoid(gate_logits) * correction", 1.0, lambda: _gated_residual_cases(fn, extra))]
+
+
 def check_gated_residual(
     fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True
 ) -> bool:
     """Check ``fn(x, correction, gate_logits) = x + sigmoid(gate_logits) * correction``."""
 
-    def body() -> str:
+    def body() -> tuple[list[Part], str]:
         if own_work:
             require_own_work(fn, "gated_residual")
-        x, r = _randn(2, 4, 5, 6, seed=20), _randn(2, 4, 5, 6, seed=21)
-        zero = torch.zeros(2, 1, 5, 6)
-        for logits, name in (
-            (_randn(2, 1, 5, 6, seed=22) * 3, "random gate_logits"),
-            (zero, "gate_logits=0"),
-        ):
-            out = _tensor(_call(fn, x, r, logits), "the output", x.shape)
-            want = _block_gated_residual(x, r, logits)
-            if not _close(out, want):
-                hint = _diagnose_gate(out, x, r, logits)
-                raise AssertionError(
-                    hint or f"{name}: expected x + sigmoid(gate_logits) * correction ({_maxerr(out, want)})"
-                )
-
-        out = _tensor(_call(fn, x, r, torch.full_like(zero, -30.0)), "the output", x.shape)
-        if not _close(out, x):
-            raise AssertionError("with a closed gate (gate_logits -> -inf) the output must be x itself")
-        out = _tensor(_call(fn, x, r, torch.full_like(zero, 30.0)), "the output", x.shape)
-        if not _close(out, x + r):
-            raise AssertionError("with an open gate (gate_logits -> +inf) the output must be x + correction")
-
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            block = GatedResidual(4, cond_channels=3, hidden=8)
-        cond = _randn(2, 3, 5, 6, seed=23)
-        with torch.no_grad():
-            correction = block.correction(torch.cat([x, cond], dim=1))
-            logits = block.gate(cond)
-            want = block(x, cond)
-        _same_as_block(
-            _tensor(_call(fn, x, correction, logits), "the output", x.shape),
-            want,
-            "your function differs from the library's GatedResidual block: the (B, 1, H, W) gate must "
-            "broadcast over the channels ({err})",
-        )
-        return "sigmoid gate, x passes through, closed/open limits, matches the GatedResidual block (5 cases)"
+        summary = "sigmoid gate, x passes through, closed/open limits, matches the GatedResidual block (5 cases)"
+        return gated_residual_parts(fn), summary
 
     return _run("gated_residual", body)
 
@@ -536,9 +679,9 @@ def _known_misalignment(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 def check_misalignment(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True) -> bool:
     """Check ``fn(high, refined) -> (B, 1, h, w)`` mean squared difference over channels."""
 
-    def body() -> str:
-        if own_work:
-            require_own_work(fn, "misalignment")
+    summary = "mean squared difference over channels, shape (B, 1, h, w) (3 cases)"
+
+    def cases() -> None:
         high, refined, want, wrong = _known_misalignment(30)
         out = _call(fn, high, refined)
         if isinstance(out, torch.Tensor) and out.shape == (2, 4, 6):
@@ -558,6 +701,10 @@ def check_misalignment(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         shifted = _tensor(_call(fn, high, high + 2.0), "the energy", want.shape)
         if not _close(shifted, torch.full_like(want, 4.0)):
             raise AssertionError("a uniform offset of 2 in every channel must give an energy of 4 everywhere")
-        return "mean squared difference over channels, shape (B, 1, h, w) (3 cases)"
+
+    def body() -> tuple[list[Part], str]:
+        if own_work:
+            require_own_work(fn, "misalignment")
+        return [_part("mean squared difference over channels", 1.0, cases)], summary
 
     return _run("misalignment", body)

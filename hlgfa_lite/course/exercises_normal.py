@@ -9,19 +9,35 @@
 The references are the model's own search (:func:`hlgfa_lite.method.scoring.memory_bank.nearest_sq_distance`)
 and, for the yardstick, that search applied image by image, leaving each image out of its own memory.
 Each checker first rejects an answer that is not the student's own work (:mod:`.own_work`).
+
+The yardstick calls the student's ``nearest_distance``; it is judged on its own: when it fails with the
+student's search, it is judged again with the reference search standing in for ``nearest_distance`` (in the
+function's globals, for the time of the check). If it passes then, it is right and keeps its points, and the
+message names the cause: the student's ``nearest_distance``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 
 from ..method.scoring.memory_bank import nearest_sq_distance
-from .exercises import _call, _close, _maxerr, _randn, _run, _tensor
+from .exercises import Part, _call, _close, _maxerr, _NotAttempted, _part, _randn, _run, _tensor, score
 from .own_work import require_own_work
 
-__all__ = ["check_nearest_distance", "check_position_yardstick", "reference_position_yardstick"]
+__all__ = [
+    "check_nearest_distance",
+    "check_position_yardstick",
+    "nearest_distance_parts",
+    "position_yardstick_parts",
+    "reference_position_yardstick",
+    "score",
+]
+DEPENDENCY = "nearest_distance"
+"""The earlier exercise's function the yardstick calls (a global of the notebook)."""
 
 
 def _library_nearest(queries: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -37,48 +53,70 @@ def reference_position_yardstick(train_cells: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows).mean(dim=0)
 
 
+def _near(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal up to float32 rounding of a search over many rows (the notebook's real cells too)."""
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=1e-3, atol=1e-3))
+
+
+def _nearest_main(fn: Callable[..., Any], cases: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    for queries, memory in cases:
+        out = _tensor(_call(fn, queries, memory), "the output", torch.Size([len(queries)]))
+        want = _library_nearest(queries, memory)
+        if not _near(out, want):
+            if _near(out, want.sqrt()):
+                raise AssertionError("return the *squared* distance (no square root): the yardstick is squared too")
+            if _near(out, torch.cdist(queries, memory).pow(2).max(dim=1).values):
+                raise AssertionError("the nearest memory row is the one at the *smallest* distance")
+            if _near(out, torch.cdist(queries, memory).pow(2).mean(dim=1)):
+                raise AssertionError("take the distance to the nearest memory row, not the mean over the memory")
+            raise AssertionError(f"not the squared distance to the nearest memory row ({_maxerr(out, want)})")
+
+
+def _nearest_rounding(fn: Callable[..., Any]) -> None:
+    memory = _randn(40, 6, seed=31)
+    far = memory[:8] + 1000.0  # large values: the expanded form |q|^2 - 2 q.m + |m|^2 cancels badly
+    out = _tensor(_call(fn, far, torch.cat([far, memory + 1000.0])), "the output", torch.Size([8]))
+    if (out < 0).any() or not _close(out, torch.zeros(8), atol=1.0):
+        raise AssertionError(
+            "a query that is itself in the memory has distance 0, and a distance is never negative "
+            f"(clamp rounding errors at 0; got min {float(out.min()):.3g})"
+        )
+
+
+def nearest_distance_parts(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], extra: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> list[Part]:
+    """``nearest_distance``'s parts: the squared distance to the nearest row (3/4 of the points) and, once that
+    is right, exactly 0 for a query in the memory and never negative far from the origin (1/4). ``extra``:
+    the notebook's (queries, memory)."""
+    cases = [(_randn(50, 6, seed=30), _randn(40, 6, seed=31)), *([extra] if extra is not None else [])]
+    main = _part("squared distance to the nearest memory row", 0.75, lambda: _nearest_main(fn, cases))
+    rounding = _part("0 for a query in the memory, never negative", 0.25, lambda: _nearest_rounding(fn), needs=main)
+    return [main, rounding]
+
+
 def check_nearest_distance(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, own_work: bool = True) -> bool:
     """Check ``fn(queries, memory)`` = squared distance of each query to its nearest memory row."""
 
-    def body() -> str:
+    def body() -> tuple[list[Part], str]:
         if own_work:
             require_own_work(fn, "nearest_distance")
-        queries, memory = _randn(50, 6, seed=30), _randn(40, 6, seed=31)
-        out = _tensor(_call(fn, queries, memory), "the output", torch.Size([50]))
-        want = _library_nearest(queries, memory)
-        if not _close(out, want):
-            if _close(out, want.sqrt()):
-                raise AssertionError("return the *squared* distance (no square root): the yardstick is squared too")
-            if _close(out, torch.cdist(queries, memory).pow(2).max(dim=1).values):
-                raise AssertionError("the nearest memory row is the one at the *smallest* distance")
-            if _close(out, torch.cdist(queries, memory).pow(2).mean(dim=1)):
-                raise AssertionError("take the distance to the nearest memory row, not the mean over the memory")
-            raise AssertionError(f"not the squared distance to the nearest memory row ({_maxerr(out, want)})")
-        far = memory[:8] + 1000.0  # large values: the expanded form |q|^2 - 2 q.m + |m|^2 cancels badly
-        out = _tensor(_call(fn, far, torch.cat([far, memory + 1000.0])), "the output", torch.Size([8]))
-        if (out < 0).any() or not _close(out, torch.zeros(8), atol=1.0):
-            raise AssertionError(
-                "a query that is itself in the memory has distance 0, and a distance is never negative "
-                f"(clamp rounding errors at 0; got min {float(out.min()):.3g})"
-            )
-        return "squared distance to the nearest memory row, 0 for a query in the memory, never negative (3 cases)"
+        summary = "squared distance to the nearest memory row, 0 for a query in the memory, never negative (3 cases)"
+        return nearest_distance_parts(fn), summary
 
     return _run("nearest_distance", body)
 
 
-def check_position_yardstick(fn: Callable[[torch.Tensor], torch.Tensor], *, own_work: bool = True) -> bool:
-    """Check ``fn(train_cells)`` = per-position mean (over images) of the leave-one-image-out nearest distance."""
-
-    def body() -> str:
-        if own_work:
-            require_own_work(fn, "position_yardstick")
-        cells = _randn(5, 12, 4, seed=40) * torch.linspace(0.2, 3.0, 12).view(1, 12, 1)  # positions differ
-        out = _call(fn, cells)
-        if isinstance(out, torch.Tensor) and out.shape == torch.Size([5]):
+def _yardstick_cases(fn: Callable[[torch.Tensor], torch.Tensor], extra: torch.Tensor | None) -> None:
+    cells = _randn(5, 12, 4, seed=40) * torch.linspace(0.2, 3.0, 12).view(1, 12, 1)  # positions differ
+    for case in [cells, *([extra] if extra is not None else [])]:
+        out = _call(fn, case)
+        n, positions = case.shape[:2]
+        if isinstance(out, torch.Tensor) and out.shape == torch.Size([n]) and n != positions:
             raise AssertionError("one value per *position* (P,), averaged over the images – not one per image")
-        out = _tensor(out, "the yardstick", torch.Size([12]))
-        want = reference_position_yardstick(cells)
-        if not _close(out, want):
+        out = _tensor(out, "the yardstick", torch.Size([positions]))
+        want = reference_position_yardstick(case)
+        if not _near(out, want):
             if float(out.abs().max()) < 1e-3 * float(want.mean()):
                 raise AssertionError(
                     "all zeros: every cell finds itself in the memory – leave the image's own cells out"
@@ -86,6 +124,67 @@ def check_position_yardstick(fn: Callable[[torch.Tensor], torch.Tensor], *, own_
             if _close(out, torch.full_like(want, float(want.mean()))):
                 raise AssertionError("one value for all positions: keep the positions apart, average over images")
             raise AssertionError(f"not the per-position mean of the leave-one-out distances ({_maxerr(out, want)})")
-        return "per position, mean over images of the distance to the other images' cells (5 images, 12 positions)"
+
+
+def _reference_nearest(queries: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    """The reference search, standing in for the student's ``nearest_distance`` while the yardstick is judged."""
+    return _library_nearest(queries, memory)
+
+
+@contextmanager
+def _reference_search(fn: Callable[..., Any]) -> Iterator[bool]:
+    """The reference search in place of ``nearest_distance`` in ``fn``'s globals (the notebook's), restored after.
+    Yields False when ``fn`` has no such global (nothing to stand in for)."""
+    namespace = getattr(fn, "__globals__", None)
+    if not isinstance(namespace, dict) or not callable(namespace.get(DEPENDENCY)):
+        yield False
+        return
+    own = namespace[DEPENDENCY]
+    namespace[DEPENDENCY] = _reference_nearest
+    try:
+        yield True
+    finally:
+        namespace[DEPENDENCY] = own
+
+
+def position_yardstick_parts(
+    fn: Callable[[torch.Tensor], torch.Tensor], extra: torch.Tensor | None = None
+) -> tuple[list[Part], str]:
+    """The yardstick (one part), judged independently of the student's ``nearest_distance``; and a note naming
+    the cause when it is right but the student's search is not. ``extra``: the notebook's training cells."""
+    label = "per position, mean over images of the leave-one-out distance"
+    try:
+        own = _part(label, 1.0, lambda: _yardstick_cases(fn, extra))
+    except _NotAttempted:  # the yardstick, or the nearest_distance it calls, is still the stub
+        own = Part(label, 1.0, "your nearest_distance is not written yet (it raises NotImplementedError)")
+    if own.passed:
+        return [own], ""
+    with _reference_search(fn) as stood_in:
+        if not stood_in:
+            if own.hint and own.hint.startswith("your nearest_distance is not written"):
+                raise _NotAttempted
+            return [own], ""
+        with_reference = _part(label, 1.0, lambda: _yardstick_cases(fn, extra))
+    if with_reference.passed:
+        note = (
+            "your position_yardstick is right – judged with the reference search standing in for your "
+            f"nearest_distance, which is what is wrong here ({own.hint}): fix nearest_distance"
+        )
+        return [with_reference], note
+    return [with_reference], ""
+
+
+def check_position_yardstick(fn: Callable[[torch.Tensor], torch.Tensor], *, own_work: bool = True) -> bool:
+    """Check ``fn(train_cells)`` = per-position mean (over images) of the leave-one-image-out nearest distance.
+
+    Judged on its own: a right yardstick over a wrong ``nearest_distance`` passes, and the message says that the
+    search is what to fix."""
+
+    def body() -> tuple[list[Part], str]:
+        if own_work:
+            require_own_work(fn, "position_yardstick", skip=(DEPENDENCY,))
+        parts, note = position_yardstick_parts(fn)
+        summary = "per position, mean over images of the distance to the other images' cells (5 images, 12 positions)"
+        return parts, f"{summary}; but {note}" if note else summary
 
     return _run("position_yardstick", body)

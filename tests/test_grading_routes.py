@@ -1,0 +1,1238 @@
+"""Autograding cannot be gamed: every route to the library, to the checker's reference or to torch's
+normalisation scores 0 and is named; the honest answers keep full marks; partial credit; the yardstick is
+graded on its own.
+
+Fast (no nbgrader run): hand-ins are built from the committed student release (``notebooks/``, equal to
+nbgrader's release of ``course/source/``) and go through the grader's own steps – the rebuild of the hand-in
+and the audit of its source (what ``course/course.py autograde`` does outside the kernel), and the hidden
+tests' grader (``hlgfa_lite.course.grading.grade``) on a namespace filled as the kernel fills it (each cell
+compiled under an ipykernel file name, its source in ``linecache``). tests/test_course.py runs a few of these
+hand-ins through nbgrader itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import linecache
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from hlgfa_lite.course import grading, own_work
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = {p.stem.split("_")[0]: p for p in sorted((REPO / "course" / "source").glob("*/*.ipynb"))}
+RELEASED = {key: REPO / "notebooks" / p.name for key, p in SOURCES.items()}
+NOTEBOOK_OF = {"decompose": "03", "modulate": "04", "gated_residual": "04", "nearest_distance": "05b",
+               "position_yardstick": "05b"}  # fmt: skip
+SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n?", re.M | re.S)
+
+
+def _meta(cell: nbformat.NotebookNode) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _instructor_cells(key: str) -> dict[str, str]:
+    """answer grade_id -> the instructor's whole answer cell, markers taken out (what a student would write)."""
+    cells = nbformat.read(SOURCES[key], 4).cells
+    return {
+        _meta(c)["grade_id"]: SOLUTION.sub(lambda m: m.group(1), c.source) for c in cells if _meta(c).get("solution")
+    }
+
+
+def _hand_in(key: str, answers: dict[str, str] | None = None, added: dict[str, list[str]] | None = None):
+    """The student release of notebook ``key`` handed in: the instructor's answers unless ``answers`` (exercise ->
+    whole answer cell) says otherwise; ``added``: exercise -> code cells the student added right after its
+    answer cell ("top": before everything, "after <exercise>": after its graded cell)."""
+    nb = nbformat.read(RELEASED[key], 4)
+    answers, added = answers or {}, added or {}
+    honest = _instructor_cells(key)
+    cells = [nbformat.v4.new_code_cell(src) for src in added.get("top", [])]
+    for cell in nb.cells:
+        grade_id = _meta(cell).get("grade_id", "")
+        if _meta(cell).get("solution") and cell.cell_type == "code":
+            cell = copy.deepcopy(cell)
+            cell.source = answers.get(grade_id.removesuffix("_answer"), honest[grade_id])
+        cells.append(cell)
+        if _meta(cell).get("solution"):
+            cells += [nbformat.v4.new_code_cell(src) for src in added.get(grade_id.removesuffix("_answer"), [])]
+        elif _meta(cell).get("grade"):
+            cells += [nbformat.v4.new_code_cell(src) for src in added.get(f"after {grade_id}", [])]
+    nb.cells = cells
+    return nb
+
+
+def _audit(key: str, answers: dict[str, str] | None = None, added: dict[str, list[str]] | None = None):
+    """What ``course.py autograde`` finds in the source of that hand-in (outside the kernel)."""
+    handed = _hand_in(key, answers, added)
+    notebook, roles = grading.graded_notebook(handed, nbformat.read(RELEASED[key], 4))
+    return grading.audit(notebook, roles, nbformat.read(SOURCES[key], 4))
+
+
+def _flagged(findings: list) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for f in findings:
+        found.setdefault(f.exercise, []).append(f"{f.cell}, line {f.line}: {f.reason}")
+    return found
+
+
+# ------------------------------------------------------------------------------------------ honest
+
+
+@pytest.mark.parametrize("key", ["03", "04", "05b"])
+def test_the_instructors_answers_pass_the_source_audit(key: str) -> None:
+    assert _audit(key) == []
+
+
+HONEST = [  # (exercise, answer cell, cells added after it): honest variations the audit must leave alone
+    (
+        "decompose",
+        """\
+import math
+import torch.nn.functional as F
+
+
+def my_decompose(features, kernel):
+    s = F.avg_pool2d(features, kernel, 1, kernel // 2, count_include_pad=False)
+    assert math.isfinite(float(s.sum()))
+    return s, features - s
+""",
+        [
+            """\
+%timeit my_decompose(high[0], 3)
+""",
+            """\
+%matplotlib inline
+import matplotlib.pyplot as plt
+""",
+            """\
+x = my_decompose(high[0], 3)
+print(getattr(x[0], 'shape'), x[0].__len__())
+""",
+        ],
+    ),
+    (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    s = box(features, kernel)
+    return s, features - s
+""",
+        [
+            """\
+from hlgfa_lite.method.blocks import decompose  # a comparison the answer does not use
+print((my_decompose(high[0], 3)[0] - decompose(high[0], 3)[0]).abs().max())
+"""
+        ],
+    ),
+    (
+        "modulate",
+        """\
+def batch_norm(x):  # my own, named like torch's
+    m = x.mean((0, 2, 3), keepdim=True)
+    v = x.var((0, 2, 3), keepdim=True, unbiased=False)
+    return (x - m) / torch.sqrt(v + 1e-5)
+
+
+def modulate(x, gamma, beta):
+    return batch_norm(x) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    (
+        "modulate",
+        """\
+class Norm(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer('eps', torch.tensor(1e-5))
+
+    def forward(self, x):
+        v, m = torch.var_mean(x, (0, 2, 3), keepdim=True, unbiased=False)
+        return (x - m) / (v + self.eps).sqrt()
+
+
+def modulate(x, gamma, beta):
+    return Norm()(x) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    (
+        "gated_residual",
+        """\
+def gated_residual(x, correction, gate_logits):
+    gate = lambda t: 1 / (1 + torch.exp(-t))
+    return x + gate(gate_logits) * correction
+""",
+        [],
+    ),
+    (
+        "nearest_distance",
+        """\
+import torch.nn.functional as F  # the notebook imported it too
+
+
+def nearest_distance(queries, memory):
+    return torch.cdist(queries, memory).pow(2).min(dim=1).values
+""",
+        [
+            """\
+from hlgfa_lite.method.scoring.memory_bank import nearest_sq_distance as ref  # compares, does not answer
+q, m = test_cells[0], train_cells[0]
+print((nearest_distance(q, m) - ref(q, m, m.pow(2).sum(1))).abs().max())
+"""
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("exercise", "answer", "added"), HONEST, ids=lambda v: v if isinstance(v, str) else "")
+def test_honest_variations_pass_the_source_audit(exercise: str, answer: str, added: list[str]) -> None:
+    key = NOTEBOOK_OF[exercise]
+    top = ["def box(x, k):\n    return torch.nn.functional.avg_pool2d(x, k, 1, k // 2, count_include_pad=False)"]
+    assert _audit(key, {exercise: answer}, {exercise: added, "top": top}) == []
+
+
+def test_cells_the_student_edited_are_put_back_as_released() -> None:
+    handed = _hand_in("03")
+    setup = next(c for c in handed.cells if "setup(PROFILE" in c.source)
+    setup.source += "\nimport hlgfa_lite.course.own_work as ow\now.borrowed = lambda *a, **k: []"  # an edit
+    answer = next(c for c in handed.cells if _meta(c).get("grade_id") == "decompose_answer")
+    answer.metadata["nbgrader"] = {**_meta(answer), "points": 100}  # metadata come from the release
+    handed.cells.insert(0, nbformat.v4.new_markdown_cell("my notes"))
+    del handed.cells[
+        [c.get("id") for c in handed.cells].index(next(c.id for c in handed.cells if "feature_panel" in c.source))
+    ]
+    released = nbformat.read(RELEASED["03"], 4)
+    graded, roles = grading.graded_notebook(handed, released)
+    assert [c.source for c, r in zip(graded.cells, roles, strict=True) if r["role"] != "added"][:3] == [
+        c.source for c in released.cells[:3]
+    ]
+    assert "ow.borrowed" not in "\n".join(c.source for c in graded.cells)  # the edit is gone, the cell as released
+    assert any("feature_panel" in c.source for c in graded.cells)  # a deleted released cell is back
+    assert graded.cells[0].source == "my notes" and roles[0]["role"] == "added"  # added cells stay, where they were
+    graded_answer = next(c for c in graded.cells if _meta(c).get("grade_id") == "decompose_answer")
+    assert graded_answer.metadata == next(c for c in released.cells if c.get("id") == graded_answer.id).metadata
+    assert graded_answer.source == answer.source
+    assert len({c.id for c in graded.cells}) == len(graded.cells)
+    assert grading.audit(graded, roles, nbformat.read(SOURCES["03"], 4)) == []
+
+
+# ------------------------------------------------------------------------------------ gaming routes
+
+ROUTES = {  # id -> (exercise, answer cell, cells added after the answer cell)
+    # the four routes of issue #26's hand-in that scored 9/9
+    "own_work_switched_off": (
+        "decompose",
+        """\
+import hlgfa_lite.course.own_work as ow
+import hlgfa_lite.course.exercises as ex
+ow.require_own_work = ex.require_own_work = lambda *a, **k: None
+from hlgfa_lite.method.blocks import decompose as my_decompose
+""",
+        [],
+    ),
+    "batch_norm_by_built_name": (
+        "modulate",
+        """\
+import torch.nn.functional as F
+
+
+def modulate(x, gamma, beta):
+    norm = getattr(F, 'batch' + '_norm')(x, None, None, training=True)
+    return norm * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "memoised_lambda_of_the_search": (
+        "nearest_distance",
+        """\
+import functools
+from hlgfa_lite.method.scoring.memory_bank import nearest_sq_distance
+
+nearest_distance = functools.lru_cache(maxsize=None)(
+    lambda q, m: nearest_sq_distance(q.contiguous(), m, m.pow(2).sum(1)))
+""",
+        [],
+    ),
+    "checker_reference_by_importlib": (
+        "position_yardstick",
+        """\
+import importlib
+
+
+def position_yardstick(train_cells):
+    ref = importlib.import_module('hlgfa_lite.course.exercises_normal')
+    return ref.reference_position_yardstick(train_cells)
+""",
+        [],
+    ),
+    # aliases and wrappers of any kind
+    "alias": (
+        "decompose",
+        """\
+from hlgfa_lite.method.blocks import decompose
+
+my_decompose = decompose
+""",
+        [],
+    ),
+    "import_inside": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    from hlgfa_lite.method.blocks import decompose as d
+    return d(features, kernel)
+""",
+        [],
+    ),
+    "partial": (
+        "decompose",
+        """\
+import functools
+from hlgfa_lite.method import blocks
+
+my_decompose = functools.partial(blocks.decompose)
+""",
+        [],
+    ),
+    "cache_decorator": (
+        "nearest_distance",
+        """\
+import functools
+import hlgfa_lite.method.scoring.memory_bank as mb
+
+
+@functools.cache
+def nearest_distance(q, m):
+    return mb.nearest_sq_distance(q, m, m.pow(2).sum(1))
+""",
+        [],
+    ),
+    "callable_class": (
+        "decompose",
+        """\
+class Decompose:
+    def __call__(self, features, kernel):
+        from hlgfa_lite.method.blocks import decompose
+        return decompose(features, kernel)
+
+
+my_decompose = Decompose()
+""",
+        [],
+    ),
+    "decorator": (
+        "decompose",
+        """\
+def library(fn):
+    from hlgfa_lite.method import blocks
+    return blocks.decompose
+
+
+@library
+def my_decompose(features, kernel):
+    raise NotImplementedError
+""",
+        [],
+    ),
+    "closure": (
+        "decompose",
+        """\
+def make():
+    from hlgfa_lite.method.blocks import decompose as d
+
+    def my_decompose(features, kernel):
+        return d(features, kernel)
+
+    return my_decompose
+
+
+my_decompose = make()
+""",
+        [],
+    ),
+    "default_argument": (
+        "decompose",
+        """\
+import hlgfa_lite.method.blocks as b
+
+
+def my_decompose(features, kernel, _d=b.decompose):
+    return _d(features, kernel)
+""",
+        [],
+    ),
+    "walrus": (
+        "decompose",
+        """\
+import hlgfa_lite
+(my_decompose := hlgfa_lite.method.blocks.decompose)
+""",
+        [],
+    ),
+    # imports and look-ups by computed names
+    "dunder_import_built_name": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    m = __import__('hlgfa' + '_lite.method.blocks', fromlist=['x'])
+    return m.decompose(features, kernel)
+""",
+        [],
+    ),
+    "sys_modules": (
+        "decompose",
+        """\
+import sys
+
+
+def my_decompose(features, kernel):
+    return sys.modules['hlgfa_lite.method.blocks'].decompose(features, kernel)
+""",
+        [],
+    ),
+    "globals_lookup": (
+        "position_yardstick",
+        """\
+def position_yardstick(train_cells):
+    search = globals()['check_nearest_distance'].__globals__['_library_nearest']
+    return search(train_cells[0], train_cells[1])
+""",
+        [],
+    ),
+    "vars_lookup": (
+        "modulate",
+        """\
+import torch.nn.functional as F
+
+
+def modulate(x, gamma, beta):
+    name = ''.join(['batch', '_', 'norm'])
+    return vars(F)[name](x, None, None, training=True) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "dunder_dict_lookup": (
+        "modulate",
+        """\
+def modulate(x, gamma, beta):
+    f = torch.nn.functional.__dict__['batch' + '_norm']
+    return f(x, None, None, training=True) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "attrgetter": (
+        "decompose",
+        """\
+import operator
+
+
+def my_decompose(features, kernel):
+    import torch.nn.functional as F
+    pool = operator.attrgetter('avg_pool2d')(F)
+    s = pool(features, kernel, 1, kernel // 2, count_include_pad=False)
+    return s, features - s
+""",
+        [],
+    ),
+    "getattr_passed_as_value": (
+        "modulate",
+        """\
+import functools
+
+
+def modulate(x, gamma, beta):
+    f = functools.reduce(getattr, ['nn', 'functional', 'batch_norm'], torch)
+    return f(x, None, None, training=True) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "subclasses": (
+        "gated_residual",
+        """\
+def gated_residual(x, correction, gate_logits):
+    block = [c for c in torch.nn.Module.__subclasses__() if c.__name__ == 'GatedResidual'][0]
+    return x + torch.sigmoid(gate_logits) * correction
+""",
+        [],
+    ),
+    "library_via_notebook_import": (
+        "nearest_distance",
+        """\
+def nearest_distance(queries, memory):
+    mb = hlgfa_lite.method.scoring.memory_bank
+    return mb.nearest_sq_distance(queries, memory, memory.pow(2).sum(1))
+""",
+        [],
+    ),
+    "checker_by_notebook_name": (
+        "position_yardstick",
+        """\
+def position_yardstick(train_cells):
+    return check_position_yardstick(None) or train_cells.mean((0, 2))
+""",
+        [],
+    ),
+    "hidden_test_name": (
+        "position_yardstick",
+        """\
+def position_yardstick(train_cells):
+    return _grader.fresh_package().course.exercises_normal.reference_position_yardstick(train_cells)
+""",
+        [],
+    ),
+    "ipython_history": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    return Out[max(Out)]
+""",
+        [],
+    ),
+    # code run from strings
+    "eval": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    return eval("__imp" + "ort__('hlgfa_lite.method.blocks', fromlist=['d'])").decompose(features, kernel)
+""",
+        [],
+    ),
+    "exec": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    raise NotImplementedError
+
+
+exec('from hlgfa_lite.method.blocks import decompose as my_decompose')
+""",
+        [],
+    ),
+    "compile_function_type": (
+        "decompose",
+        """\
+import types
+
+source = 'def f(x, k):\\n    return x, x'
+my_decompose = types.FunctionType(compile(source, 'x', 'exec').co_consts[0], {})
+""",
+        [],
+    ),
+    "marshal": (
+        "decompose",
+        """\
+import marshal
+
+my_decompose = marshal.loads(b'')
+""",
+        [],
+    ),
+    "pickle": (
+        "nearest_distance",
+        """\
+import pickle
+
+
+def nearest_distance(queries, memory):
+    return pickle.loads(open('/tmp/ref.pkl', 'rb').read())(queries, memory)
+""",
+        [],
+    ),
+    "torch_load": (
+        "nearest_distance",
+        """\
+def nearest_distance(queries, memory):
+    return torch.load('/tmp/ref.pt', weights_only=False)(queries, memory)
+""",
+        [],
+    ),
+    "magic_run": (
+        "decompose",
+        """\
+%run -i /tmp/answer.py
+""",
+        [],
+    ),
+    "shell": (
+        "decompose",
+        """\
+!cp /tmp/priors.py .
+from priors import decompose as my_decompose
+""",
+        [],
+    ),
+    "get_ipython": (
+        "decompose",
+        """\
+get_ipython().run_cell('from hlgfa_lite.method.blocks import decompose as my_decompose')
+""",
+        [],
+    ),
+    # replacing or monkeypatching the checker, torch, builtins
+    "patch_checker_module": (
+        "gated_residual",
+        """\
+import hlgfa_lite.course.exercises as ex
+ex._close = lambda *a, **k: True
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "sys_modules_edit": (
+        "decompose",
+        """\
+import sys, types
+sys.modules['hlgfa_lite.course.own_work'] = types.SimpleNamespace()
+
+
+def my_decompose(features, kernel):
+    return features, features * 0
+""",
+        [],
+    ),
+    "builtins_edit": (
+        "gated_residual",
+        """\
+import builtins
+builtins.isinstance = lambda *a: True
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "dunder_builtins": (
+        "gated_residual",
+        """\
+__builtins__.__dict__['len'] = lambda *a: 0
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "torch_patched": (
+        "gated_residual",
+        """\
+torch.allclose = lambda *a, **k: True
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "torch_patched_via_alias": (
+        "gated_residual",
+        """\
+T = torch
+T.Tensor.allclose = lambda *a, **k: True
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "setattr": (
+        "gated_residual",
+        """\
+setattr(torch, 'allclose', lambda *a, **k: True)
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "global_rebind": (
+        "gated_residual",
+        """\
+def gated_residual(x, correction, gate_logits):
+    global check_gated_residual
+    check_gated_residual = print
+    return x
+""",
+        [],
+    ),
+    "rebind_checker_name": (
+        "position_yardstick",
+        """\
+def check_position_yardstick(fn):
+    return True
+
+
+def position_yardstick(train_cells):
+    return train_cells.mean((0, 2))
+""",
+        [],
+    ),
+    "torch_function_subclass": (
+        "gated_residual",
+        """\
+class Always(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return True
+
+
+def gated_residual(x, correction, gate_logits):
+    return x.as_subclass(Always)
+""",
+        [],
+    ),
+    "metaclass": (
+        "gated_residual",
+        """\
+class Meta(type):
+    pass
+
+
+class Gate(metaclass=Meta):
+    pass
+
+
+def gated_residual(x, correction, gate_logits):
+    return x + torch.sigmoid(gate_logits) * correction
+""",
+        [],
+    ),
+    "forward_hook_for_everyone": (
+        "gated_residual",
+        """\
+torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: o)
+
+
+def gated_residual(x, correction, gate_logits):
+    return x + torch.sigmoid(gate_logits) * correction
+""",
+        [],
+    ),
+    "frames": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    try:
+        raise RuntimeError
+    except RuntimeError as e:
+        caller = e.__traceback__.tb_frame.f_back
+    return caller.f_locals['rs'], caller.f_locals['rd']
+""",
+        [],
+    ),
+    "environment": (
+        "decompose",
+        """\
+os.environ['HLGFA_WORKDIR'] = '/tmp'
+
+
+def my_decompose(features, kernel):
+    return features, features * 0
+""",
+        [],
+    ),
+    "file_write": (
+        "position_yardstick",
+        """\
+Path('/tmp/x.py').write_text('')
+
+
+def position_yardstick(train_cells):
+    return train_cells.mean((0, 2))
+""",
+        [],
+    ),
+    "star_import": (
+        "modulate",
+        """\
+from torch.nn.functional import *
+
+
+def modulate(x, gamma, beta):
+    return batch_norm(x, None, None, training=True) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    # torch's normalisation in any spelling
+    "BatchNorm2d_module": (
+        "modulate",
+        """\
+def modulate(x, gamma, beta):
+    return torch.nn.BatchNorm2d(x.shape[1], affine=False).train()(x) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "F_batch_norm": (
+        "modulate",
+        """\
+import torch.nn.functional as F
+
+
+def modulate(x, gamma, beta):
+    return F.batch_norm(x, None, None, training=True) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "functional_via_alias": (
+        "modulate",
+        """\
+import torch.nn.functional as G
+
+
+def modulate(x, gamma, beta):
+    return G.batch_norm(x, None, None, training=True) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "from_import_renamed": (
+        "modulate",
+        """\
+from torch.nn.functional import batch_norm as bn
+
+
+def modulate(x, gamma, beta):
+    return bn(x, None, None, training=True) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "torch_batch_norm": (
+        "modulate",
+        """\
+def modulate(x, gamma, beta):
+    return torch.batch_norm(x, None, None, None, None, True, 0.0, 1e-5, False) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "aten_op": (
+        "modulate",
+        """\
+def modulate(x, gamma, beta):
+    out = torch.ops.aten.native_batch_norm(x, None, None, None, None, True, 0.0, 1e-5)[0]
+    return out * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "modules_batchnorm": (
+        "modulate",
+        """\
+from torch.nn.modules import batchnorm
+
+
+def modulate(x, gamma, beta):
+    return batchnorm.BatchNorm2d(x.shape[1], affine=False)(x) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "instance_norm_faked": (
+        "modulate",
+        """\
+import torch.nn.functional as F
+
+
+def modulate(x, gamma, beta):
+    t = x.transpose(0, 1).reshape(1, x.shape[1], -1)
+    norm = F.instance_norm(t).reshape(x.shape[1], x.shape[0], *x.shape[2:]).transpose(0, 1)
+    return norm * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "layer_norm_faked": (
+        "modulate",
+        """\
+def modulate(x, gamma, beta):
+    t = x.transpose(0, 1).reshape(x.shape[1], -1)
+    n = torch.nn.functional.layer_norm(t, t.shape[1:])
+    return n.reshape(x.shape[1], x.shape[0], *x.shape[2:]).transpose(0, 1) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "group_norm_faked": (
+        "modulate",
+        """\
+from torch import nn as N
+
+
+def modulate(x, gamma, beta):
+    n = N.functional.group_norm(x.transpose(0, 1), 1).transpose(0, 1)
+    return n * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "InstanceNorm_module": (
+        "modulate",
+        """\
+def modulate(x, gamma, beta):
+    bn = torch.nn.InstanceNorm1d(x.shape[1])
+    return bn(x.transpose(0, 1).flatten(1)[None])[0].view_as(x) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "torch_private": (
+        "modulate",
+        """\
+def modulate(x, gamma, beta):
+    return torch._VF.batch_norm(x, None, None, None, None, True, 0.0, 1e-5, False) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "normalize_faked": (
+        "modulate",
+        """\
+import torch.nn.functional as F
+
+
+def modulate(x, gamma, beta):
+    c = x - x.mean((0, 2, 3), keepdim=True)
+    n = F.normalize(c.transpose(0, 1).flatten(1), dim=1) * (c[:, 0].numel() ** 0.5)
+    return n.view(x.shape[1], x.shape[0], *x.shape[2:]).transpose(0, 1) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    # the route in a cell the student added, not in the answer cell
+    "added_cell_import": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    return _lib(features, kernel)
+""",
+        [
+            """\
+from hlgfa_lite.method.blocks import decompose as _lib
+"""
+        ],
+    ),
+    "added_cell_patch": (
+        "gated_residual",
+        """\
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [
+            """\
+import importlib
+importlib.import_module('hlgfa_lite.course.own_work').borrowed = lambda *a, **k: []
+"""
+        ],
+    ),
+    "added_cell_rebinds": (
+        "nearest_distance",
+        """\
+def nearest_distance(queries, memory):
+    return queries.sum(1)
+""",
+        [
+            """\
+import functools
+nearest_distance = functools.lru_cache(nearest_distance)
+"""
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("route", list(ROUTES))
+def test_every_route_scores_zero_and_is_named(route: str) -> None:
+    exercise, answer, added = ROUTES[route]
+    key = NOTEBOOK_OF[exercise]
+    where = exercise
+    if route == "added_cell_patch":  # added after modulate's answer: before gated_residual's graded cell
+        where = "modulate"
+    findings = _flagged(_audit(key, {exercise: answer}, {where: added}))
+    assert exercise in findings, f"{route}: not caught ({findings})"
+    assert all(r.strip() for r in findings[exercise])
+    others = [name for name in findings if name != exercise]
+    honest_later = [n for n in others if NOTEBOOK_OF[n] == key]
+    for name in honest_later:  # another exercise of the notebook is only hit by what could change its grading
+        assert list(NOTEBOOK_OF).index(name) > list(NOTEBOOK_OF).index(exercise) or route.startswith("added"), (
+            route, findings)  # fmt: skip
+
+
+def test_findings_name_the_line_and_the_reason() -> None:
+    findings = _audit("04", {"modulate": ROUTES["batch_norm_by_built_name"][1]})
+    assert [(f.exercise, f.line) for f in findings] == [("modulate", 5)]
+    assert "computed name" in findings[0].reason and "answer modulate_answer" in findings[0].cell
+
+
+def test_a_route_hits_its_exercise_and_tampering_every_later_one() -> None:
+    """Torch's batch norm is forbidden in modulate only; a monkeypatch also hits the exercises graded after it."""
+    bn = "def gated_residual(x, correction, gate_logits):\n    return torch.nn.BatchNorm2d(4)(x) * 0 + x\n"
+    assert _audit("04", {"gated_residual": bn}) == []  # batch norm is not what gated_residual re-creates
+    flagged = _flagged(_audit("04", {"modulate": ROUTES["torch_patched"][1].replace("gated_residual", "helper")
+                                     + "\n\n" + _instructor_cells("04")["modulate_answer"]}))  # fmt: skip
+    assert set(flagged) == {"modulate", "gated_residual"}
+    flagged = _flagged(_audit("05b", {"nearest_distance": ROUTES["memoised_lambda_of_the_search"][1]}))
+    assert set(flagged) == {"nearest_distance"}  # the yardstick calling it is graded on its own
+
+
+# --------------------------------------------------------------------------- the grader in the kernel
+
+
+def _kernel(*cells: str, namespace: dict | None = None) -> dict:
+    """Run cells as ipykernel does: each compiled under a cell file name whose source ``linecache`` keeps."""
+    ns = namespace if namespace is not None else {}
+    ns.setdefault("__name__", "__main__")
+    ns.setdefault("torch", torch)
+    for i, source in enumerate(cells):
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        code = TransformerManager().transform_cell(source)
+        name = f"/tmp/ipykernel_{id(ns)}/{i}_{abs(hash(code))}.py"
+        linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+        exec(compile(code, name, "exec"), ns)
+    return ns
+
+
+def _grade(exercise: str, *cells: str, namespace: dict | None = None) -> float:
+    return grading.grade(exercise, _kernel(*cells, namespace=namespace))
+
+
+def _answer(exercise: str) -> str:
+    return _instructor_cells(NOTEBOOK_OF[exercise])[f"{exercise}_answer"]
+
+
+@pytest.mark.parametrize("exercise", list(NOTEBOOK_OF))
+def test_grader_gives_the_instructors_answers_full_marks(exercise: str, capsys: pytest.CaptureFixture[str]) -> None:
+    cells = [_answer("nearest_distance")] if exercise == "position_yardstick" else []
+    assert _grade(exercise, *cells, _answer(exercise)) == grading.POINTS[exercise]
+    assert "✗" not in capsys.readouterr().out
+
+
+KERNEL_ROUTES = [  # routes the grader in the kernel catches on its own (the objects, the cells' source)
+    "own_work_switched_off", "batch_norm_by_built_name", "memoised_lambda_of_the_search",
+    "checker_reference_by_importlib", "alias", "import_inside", "partial", "cache_decorator", "callable_class",
+    "decorator", "closure", "default_argument", "dunder_import_built_name", "sys_modules", "vars_lookup",
+    "dunder_dict_lookup", "getattr_passed_as_value", "BatchNorm2d_module", "F_batch_norm", "functional_via_alias",
+    "from_import_renamed", "torch_batch_norm", "aten_op", "modules_batchnorm", "instance_norm_faked",
+    "layer_norm_faked", "group_norm_faked", "InstanceNorm_module", "torch_private", "normalize_faked", "eval",
+]  # fmt: skip
+
+
+@pytest.fixture
+def restore_checkers():
+    """Put back whatever an answer cell replaced in the checker modules."""
+    import hlgfa_lite.course.exercises as ex
+
+    saved = {m: dict(vars(m)) for m in (own_work, ex)}
+    yield
+    for module, attrs in saved.items():
+        vars(module).update(attrs)
+
+
+@pytest.mark.parametrize("route", KERNEL_ROUTES)
+def test_grader_in_the_kernel_rejects_the_route(route: str, restore_checkers: None) -> None:
+    exercise, answer, _added = ROUTES[route]
+    cells = [_answer("nearest_distance")] if exercise == "position_yardstick" else []
+    with pytest.raises(AssertionError, match=own_work.MARKER):
+        _grade(exercise, *cells, answer)
+
+
+def test_grader_is_loaded_afresh_so_a_patched_checker_does_not_count(restore_checkers: None) -> None:
+    """The answer cell switches the installed own-work check off: the hidden tests' fresh copy still rejects it."""
+    from hlgfa_lite.course.exercises import check_decompose
+
+    ns = _kernel(ROUTES["own_work_switched_off"][1])
+    assert check_decompose(ns["my_decompose"]) is True  # the visible check is fooled (it is only feedback)
+    with pytest.raises(AssertionError, match="write it yourself"):
+        grading.grade("decompose", ns)
+    assert not [m for m in sys.modules if m.startswith(grading.FRESH_PREFIX)]  # the fresh copy is gone again
+
+
+def test_grader_rejects_library_objects_only_the_objects_show() -> None:
+    """The notebook's own library blocks (bound by assignment, not import): the source alone cannot tell."""
+    from hlgfa_lite.method.blocks import ConditionalModulation, GatedResidual
+
+    ns = {"modulation": ConditionalModulation(4, 2).train(), "residual": GatedResidual(4, 2)}
+    cases = {
+        "modulate": "def modulate(x, gamma, beta):\n    return modulation.norm(x) * (1 + gamma) + beta\n",
+        "gated_residual": "def gated_residual(x, correction, gate_logits):\n"
+                          "    g = residual.gate(x[:, :2])\n    return x + torch.sigmoid(gate_logits) * correction\n",
+    }  # fmt: skip
+    for exercise, answer in cases.items():
+        assert _audit("04", {exercise: answer}) == []
+        with pytest.raises(AssertionError, match="from hlgfa_lite"):
+            _grade(exercise, answer, namespace=dict(ns))
+
+
+def test_grader_wants_a_plain_def() -> None:
+    with pytest.raises(AssertionError, match="plain `def my_decompose"):
+        _grade("decompose", "import torch.nn.functional as F\nmy_decompose = lambda f, k: (f, f * 0)")
+    with pytest.raises(AssertionError, match="plain `def my_decompose"):
+        _grade("decompose", "def other(f, k):\n    return f, f * 0\n\n\nmy_decompose = other")
+
+
+# ------------------------------------------------------------------ partial credit, dependent exercises
+
+
+PARTIAL = [  # (exercise, answer cell, points, what the feedback names)
+    (
+        "decompose",
+        """\
+import torch.nn.functional as F
+
+
+def my_decompose(features, kernel):
+    s = F.avg_pool2d(features, kernel, 1, kernel // 2)
+    return s, features - s
+""",
+        1.5,
+        "count_include_pad=False",
+    ),
+    (
+        "decompose",
+        """\
+import torch.nn.functional as F
+
+
+def my_decompose(features, kernel):
+    s = F.avg_pool2d(features, kernel, 1, kernel // 2, count_include_pad=False)
+    return s, features
+""",
+        1.5,
+        "detail = features - structure",
+    ),
+    (
+        "modulate",
+        """\
+def modulate(x, gamma, beta):
+    m = x.mean((2, 3), keepdim=True)
+    v = x.var((2, 3), keepdim=True, unbiased=False)
+    return (x - m) / torch.sqrt(v + 1e-5) * (1 + gamma) + beta
+""",
+        1.0,
+        "instance norm",
+    ),
+    (
+        "modulate",
+        """\
+def modulate(x, gamma, beta):
+    m = x.mean((0, 2, 3), keepdim=True)
+    v = x.var((0, 2, 3), keepdim=True, unbiased=False)
+    return ((x - m) / torch.sqrt(v + 1e-5) + beta) * (1 + gamma)
+""",
+        1.0,
+        "add beta after scaling",
+    ),
+    (
+        "nearest_distance",
+        """\
+def nearest_distance(queries, memory):
+    d = queries.pow(2).sum(1, keepdim=True) - 2 * queries @ memory.T + memory.pow(2).sum(1)
+    return d.min(dim=1).values
+""",
+        1.5,
+        "never negative",
+    ),
+]
+
+
+@pytest.mark.parametrize(("exercise", "answer", "points", "named"), PARTIAL)
+def test_separable_parts_earn_partial_credit(
+    exercise: str, answer: str, points: float, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _grade(exercise, answer) == points
+    assert named in capsys.readouterr().out
+
+
+def test_nothing_right_raises_with_the_reasons() -> None:
+    wrong = "def gated_residual(x, correction, gate_logits):\n    return x + gate_logits * correction\n"
+    with pytest.raises(AssertionError, match="sigmoid"):
+        _grade("gated_residual", wrong)
+    with pytest.raises(AssertionError, match="not written yet"):
+        _grade("gated_residual", "def gated_residual(x, correction, gate_logits):\n    raise NotImplementedError\n")
+
+
+@pytest.mark.parametrize(
+    "nearest",
+    [
+        "def nearest_distance(queries, memory):\n    return torch.cdist(queries, memory).min(dim=1).values\n",
+        "def nearest_distance(queries, memory):\n    raise NotImplementedError\n",
+        "def nearest_distance(queries, memory):\n    return queries.sum(1) * 0\n",
+    ],
+    ids=["no_square", "stub", "zeros"],
+)
+def test_right_yardstick_on_a_wrong_nearest_distance_keeps_its_points(
+    nearest: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = _kernel(nearest, _answer("position_yardstick"))
+    own_search = ns["nearest_distance"]
+    with pytest.raises(AssertionError):
+        grading.grade("nearest_distance", ns)
+    capsys.readouterr()
+    assert grading.grade("position_yardstick", ns) == 2.0
+    printed = capsys.readouterr().out
+    assert "fix nearest_distance" in printed and "position_yardstick is right" in printed, printed
+    assert ns["nearest_distance"] is own_search
+
+
+def test_wrong_yardstick_on_a_right_nearest_distance_names_the_yardstick() -> None:
+    wrong = """\
+def position_yardstick(train_cells):
+    cells = train_cells.flatten(0, 1)
+    return nearest_distance(cells, cells).view(train_cells.shape[:2]).mean(0)
+"""
+    with pytest.raises(AssertionError, match="leave the image's own cells out"):
+        _grade("position_yardstick", _answer("nearest_distance"), wrong)
+
+
+def test_grader_checks_the_notebooks_own_data_too() -> None:
+    """An answer right on the checker's small cases but wrong on the notebook's features loses the part."""
+    answer = """\
+import torch.nn.functional as F
+
+
+def my_decompose(features, kernel):
+    if features.shape[1] > 6:
+        return features * 0, features
+    s = F.avg_pool2d(features, kernel, 1, kernel // 2, count_include_pad=False)
+    return s, features - s
+"""
+    torch.manual_seed(0)
+    ns = {"high": [torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8)]}
+    assert _grade("decompose", answer) == 2.0
+    assert _grade("decompose", answer, namespace=ns) == 0.5  # the remainder still holds
+
+
+# --------------------------------------------------------------------------- the graded cells' hidden tests
+
+
+def test_hidden_tests_load_the_grader_afresh_and_give_the_cells_points() -> None:
+    for key in ("03", "04", "05b"):
+        for cell in nbformat.read(SOURCES[key], 4).cells:
+            meta = _meta(cell)
+            if cell.cell_type == "code" and meta.get("grade"):
+                hidden = cell.source.split("### BEGIN HIDDEN TESTS")[1]
+                assert "spec_from_file_location" in hidden and "HLGFA_GRADER" in hidden
+                assert 'find_spec("hlgfa_lite.course.grading").origin' in hidden
+                assert f'grade("{meta["grade_id"]}", globals(), points={meta["points"]})' in hidden
+                assert grading.POINTS[meta["grade_id"]] == meta["points"]
+                assert "from hlgfa_lite" not in hidden  # nothing from a package an answer cell could have replaced
+
+
+def test_package_files_changed_during_grading_are_put_back(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("hlgfa_course_tool", REPO / "course" / "course.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    root = tmp_path / "pkg"
+    (root / "course").mkdir(parents=True)
+    (root / "course" / "own_work.py").write_text("real")
+    (root / "__init__.py").write_text("")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert tool.restore_package(before, root) == []
+    (root / "course" / "own_work.py").write_text("def borrowed(*a): return []")
+    (root / "course" / "extra.py").write_text("")
+    (root / "__init__.py").unlink()
+    changed = tool.restore_package(before, root)
+    assert len(changed) == 3 and (root / "course" / "own_work.py").read_text() == "real"
+    assert not (root / "course" / "extra.py").exists() and (root / "__init__.py").is_file()

@@ -133,6 +133,8 @@ class Part:
     label: str
     weight: float
     hint: str | None = None
+    judged: bool = True
+    """False: not judged, because a part it builds on failed (its hint says which)."""
 
     @property
     def passed(self) -> bool:
@@ -144,7 +146,7 @@ def _part(label: str, weight: float, check: Callable[[], None], *, needs: Part |
 
     ``needs``: a part this one can only be judged after (the borders of a low-pass that is wrong inside)."""
     if needs is not None and not needs.passed:
-        return Part(label, weight, f"judged once {needs.label} is right")
+        return Part(label, weight, f"judged once {needs.label} is right", judged=False)
     try:
         check()
     except AssertionError as exc:
@@ -175,7 +177,7 @@ def _run(name: str, body: Callable[[], tuple[list[Part], str]]) -> bool:
         print(f"✓ {name}: {summary}")
         return True
     if len(failed) == len(parts):
-        raise AssertionError("; ".join(dict.fromkeys(p.hint for p in failed if p.hint)))
+        raise AssertionError("; ".join(dict.fromkeys(p.hint for p in failed if p.hint and p.judged)))
     right = ", ".join(p.label for p in parts if p.passed)
     lines = [f"✗ {name}: {len(parts) - len(failed)} of {len(parts)} parts right ({right}); still wrong:"]
     lines += [f"  ✗ {p.label}: {p.hint}" for p in failed]

@@ -159,6 +159,7 @@ def position_yardstick_parts(
         own = Part(label, 1.0, "your nearest_distance is not written yet (it raises NotImplementedError)")
     if own.passed:
         return [own], ""
+    search = getattr(fn, "__globals__", {}).get(DEPENDENCY)
     with _reference_search(fn) as stood_in:
         if not stood_in:
             if own.hint and own.hint.startswith("your nearest_distance is not written"):
@@ -167,11 +168,23 @@ def position_yardstick_parts(
         with_reference = _part(label, 1.0, lambda: _yardstick_cases(fn, extra))
     if with_reference.passed:
         note = (
-            "your position_yardstick is right – judged with the reference search standing in for your "
-            f"nearest_distance, which is what is wrong here ({own.hint}): fix nearest_distance"
+            "your position_yardstick is right (judged with the reference search standing in for your "
+            f"nearest_distance); your nearest_distance is what is wrong: {_search_mistake(search)} – fix "
+            "nearest_distance"
         )
         return [with_reference], note
     return [with_reference], ""
+
+
+def _search_mistake(search: Callable[..., Any]) -> str:
+    """What is wrong with the student's nearest_distance (its first failing part's hint)."""
+    try:
+        failed = [p for p in nearest_distance_parts(search) if not p.passed and p.judged]
+    except _NotAttempted:
+        return "it is not written yet (it raises NotImplementedError)"
+    except AssertionError as exc:
+        return str(exc)
+    return failed[0].hint if failed and failed[0].hint else "it fails on the notebook's cells"
 
 
 def check_position_yardstick(fn: Callable[[torch.Tensor], torch.Tensor], *, own_work: bool = True) -> bool:

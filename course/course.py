@@ -15,11 +15,15 @@ checks that they stay in sync with ``course/source/``).
 
 ``autograde`` takes handed-in notebooks in ``DIR/<student>/<notebook>.ipynb`` or nbgrader's own
 ``DIR/<student>/<assignment>/<notebook>.ipynb`` (the notebook's file name says which assignment it
-is), copies them to ``course/submitted/``, runs ``nbgrader autograde`` per student and assignment
-(hidden tests restored, every cell executed) and writes the grade table: one row per student, one
-column per graded exercise (``assignment/exercise``), then ``total``, ``max`` (autograded points) and
-``written_max`` (the written questions of notebooks 05-08, graded by hand in nbgrader's formgrader; blank
-until then). A notebook that was not handed in leaves its exercises blank (0 in the total).
+is), rebuilds each as the released notebook with the student's answer cells (and the cells the student
+added) in ``course/submitted/``, audits its source for answers that are not the student's own work, runs
+``nbgrader autograde`` per student and assignment (hidden tests restored, every cell executed; the hidden tests
+give partial credit) and writes the grade table: one row per student, one column per graded exercise
+(``assignment/exercise``), then ``total``, ``max`` (autograded points) and ``written_max`` (the written questions
+of notebooks 05-08, graded by hand in nbgrader's formgrader; blank until then). A notebook that was not handed
+in leaves its exercises blank (0 in the total). An exercise the own-work check rejects – in the source, read here
+outside the kernel, or in the kernel by the hidden tests – scores 0 (a manual score in the gradebook, the reason
+as the answer cell's comment) and is listed, with the reason, in ``own_work_review.csv`` beside the grade table.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -113,37 +118,188 @@ def _find_submissions(submissions: Path, course: Path) -> dict[str, dict[str, Pa
     return found
 
 
+REVIEW = "own_work_review.csv"
+"""Beside the grade table: the exercises the own-work check scored 0, with the reasons."""
+REVIEW_FIELDS = ("student", "assignment", "notebook", "exercise", "check", "cell", "line", "reason")
+OWN_WORK_TAG = "[own-work check]"
+"""Starts the gradebook comment of an exercise scored 0 by the check (lifted when a later run finds nothing)."""
+
+
+def grader_copy(folder: Path) -> Path:
+    """A private copy of the installed ``hlgfa_lite`` in ``folder``, for the hidden tests to grade with: what a
+    hand-in writes into the package, or what someone edits in it while grading runs, does not change the grader."""
+    import hlgfa_lite
+
+    target = folder / "hlgfa_lite"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(Path(hlgfa_lite.__file__).resolve().parent, target, ignore=ignore)
+    return target
+
+
+def package_files(root: Path) -> dict[Path, bytes]:
+    """Every file of a package folder, as bytes."""
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def restore_package(before: dict[Path, bytes], root: Path) -> list[str]:
+    """Put back the files of the package folder ``root`` as ``before`` had them; the paths that had been changed,
+    added or removed (the grader's copy: only a hand-in can have changed it)."""
+    now = {p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    changed = []
+    for path in sorted(now - set(before)):
+        path.unlink()
+        changed.append(str(path.relative_to(root.parent)))
+    for path, data in before.items():
+        if not path.is_file() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            changed.append(str(path.relative_to(root.parent)))
+    return changed
+
+
+def prepare_hand_in(handed_in: Path, source: Path, release: Path, target: Path) -> list[dict[str, str]]:
+    """Write the notebook nbgrader runs for a hand-in (the released notebook, the student's answer cells and
+    added cells: ``hlgfa_lite.course.grading.graded_notebook``) to ``target``; the own-work findings of its source."""
+    import nbformat
+
+    from hlgfa_lite.course import grading
+
+    try:
+        handed = nbformat.read(handed_in, 4)
+    except Exception as exc:  # not a notebook: nbgrader says so for this hand-in, the others are graded
+        print(f"{handed_in}: not a readable notebook ({exc}); hand it in again from Jupyter", file=sys.stderr)
+        shutil.copyfile(handed_in, target)
+        return []
+    notebook, roles = grading.graded_notebook(handed, nbformat.read(release, 4))
+    nbformat.write(notebook, target)
+    findings = grading.audit(notebook, roles, nbformat.read(source, 4))
+    rows = [{"exercise": f.exercise, "check": "source", "cell": f.cell, "line": str(f.line), "reason": f.reason}
+            for f in findings]  # fmt: skip
+    return [{"notebook": source.stem} | row for row in rows]
+
+
+def _runtime_findings(autograded: Path, notebook: str) -> list[dict[str, str]]:
+    """The own-work rejections the hidden tests raised in the kernel (from the graded copy's outputs)."""
+    import nbformat
+
+    from hlgfa_lite.course import grading
+
+    if not autograded.is_file():
+        return []
+    found = grading.runtime_findings(nbformat.read(autograded, 4))
+    return [{"notebook": notebook, "exercise": ex, "check": "kernel", "cell": f"graded cell {ex}", "line": "",
+             "reason": reason} for ex, reason in found.items()]  # fmt: skip
+
+
+def record_own_work(course: Path, student: str, assignment: str, notebooks: list[str], rows: list[dict]) -> None:
+    """In the gradebook: every exercise in ``rows`` scores 0 (a manual score; the reasons as its answer cell's
+    comment); an own-work zero an earlier run gave an exercise that ``rows`` no longer names is lifted."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        reasons.setdefault((row["notebook"], row["exercise"]), []).append(row["reason"])
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for nb in notebooks:
+            try:
+                submission = gb.find_submission_notebook(nb, assignment, student)
+            except MissingEntry:
+                continue
+            for grade in submission.grades:
+                if grade.cell_type != "code":
+                    continue
+                try:
+                    comment = gb.find_comment(f"{grade.name}_answer", nb, assignment, student)
+                except MissingEntry:
+                    comment = None
+                why = reasons.get((nb, grade.name))
+                if why:
+                    grade.manual_score, grade.needs_manual_grade = 0.0, False
+                    if comment is not None:
+                        comment.manual_comment = f"{OWN_WORK_TAG} scored 0: " + "; ".join(dict.fromkeys(why))
+                elif comment is not None and (comment.manual_comment or "").startswith(OWN_WORK_TAG):
+                    grade.manual_score, grade.needs_manual_grade = None, False
+                    comment.manual_comment = None
+        gb.db.commit()
+
+
+def write_review(rows: list[dict[str, str]], path: Path) -> None:
+    """The own-work review: one row per reason an exercise scored 0 (a header only when none did)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=REVIEW_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def autograde(
     submissions: Path, grades: Path, course: Path = COURSE, profile: str = "ci", workdir: Path | None = None
 ) -> list[dict[str, object]]:
-    """Grade every handed-in notebook under ``submissions``; write and return the grade table."""
+    """Grade every handed-in notebook under ``submissions``; write and return the grade table, and write the
+    own-work review (:data:`REVIEW`) beside it."""
     env = kernel_env(profile, workdir)
     found = _find_submissions(submissions, course)
     sources = assignments(course)
     failures: list[str] = []
+    review: list[dict[str, str]] = []
     for name in sources:  # the gradebook knows each assignment's grade cells and hidden tests
         nbgrader(["generate_assignment", name, "--force"], course, env)
-    for student, handed_in in found.items():
-        for name, folder in handed_in.items():
-            target = course / "submitted" / student / name
-            if target.exists():
-                shutil.rmtree(target)
-            target.mkdir(parents=True)
-            for src in sources[name]:
-                if (folder / src.name).is_file():
-                    shutil.copyfile(folder / src.name, target / src.name)
-            print(f"autograding {student} / {name} ...", flush=True)
-            try:
-                nbgrader(["autograde", name, f"--student={student}", "--force"], course, env)
-            except CourseError as exc:  # e.g. a hand-in whose graded cells were deleted: grade the others
-                failures.append(f"{student} / {name}: {exc}")
-                print(f"FAILED {student} / {name} (left blank in the table)", file=sys.stderr, flush=True)
-    rows = grade_table(course, sorted(found))
-    write_grades(rows, grades)
+    with tempfile.TemporaryDirectory(prefix="hlgfa_grader_") as tmp:
+        package = grader_copy(Path(tmp))  # the hidden tests load the grader from here (HLGFA_GRADER)
+        env["HLGFA_GRADER"] = str(package / "course" / "grading.py")
+        snapshot = package_files(package)
+        for student, handed_in in found.items():
+            for name, folder in handed_in.items():
+                rows = _autograde_one(course, env, student, name, folder, sources[name], failures)
+                changed = restore_package(snapshot, package)
+                if changed:  # the kernel wrote into the grader's copy: nothing it graded counts
+                    reason = f"the hand-in changed the grader's files (put back): {', '.join(changed[:3])}"
+                    for src in sources[name]:
+                        ids = [c.metadata.nbgrader["grade_id"] for c in _graded_code_cells(src)]
+                        rows += [{"notebook": src.stem, "exercise": ex, "check": "files", "cell": "", "line": "",
+                                  "reason": reason} for ex in ids]  # fmt: skip
+                record_own_work(course, student, name, [src.stem for src in sources[name]], rows)
+                review += [{"student": student, "assignment": name} | row for row in rows]
+    rows_table = grade_table(course, sorted(found))
+    write_grades(rows_table, grades)
+    write_review(review, grades.parent / REVIEW)
+    if review:
+        listed = sorted({(r["student"], r["exercise"]) for r in review})
+        print(f"own-work check: {len(listed)} exercise(s) scored 0, listed in {grades.parent / REVIEW}", flush=True)
     if failures:
         listing = "\n".join(failures)
         raise CourseError(f"wrote {grades}, but {len(failures)} hand-in(s) could not be graded:\n{listing}")
+    return rows_table
+
+
+def _autograde_one(
+    course: Path, env: dict[str, str], student: str, name: str, folder: Path, sources: list[Path], failures: list[str]
+) -> list[dict[str, str]]:
+    """Rebuild, audit and autograde one student's hand-in of one assignment; its own-work findings."""
+    target = course / "submitted" / student / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    rows: list[dict[str, str]] = []
+    for src in sources:
+        if (folder / src.name).is_file():
+            rows += prepare_hand_in(folder / src.name, src, course / "release" / name / src.name, target / src.name)
+    print(f"autograding {student} / {name} ...", flush=True)
+    try:
+        nbgrader(["autograde", name, f"--student={student}", "--force"], course, env)
+    except CourseError as exc:  # e.g. a hand-in whose graded cells were deleted: grade the others
+        failures.append(f"{student} / {name}: {exc}")
+        print(f"FAILED {student} / {name} (left blank in the table)", file=sys.stderr, flush=True)
+    for src in sources:
+        rows += _runtime_findings(course / "autograded" / student / name / src.name, src.stem)
     return rows
+
+
+def _graded_code_cells(source: Path) -> list:
+    import nbformat
+
+    cells = nbformat.read(source, 4).cells
+    return [c for c in cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
 
 
 def grade_table(course: Path, students: list[str]) -> list[dict[str, object]]:

@@ -4,9 +4,13 @@ Fast tests check the source notebooks' markers, that their reference solutions p
 ``check_*`` functions, that ``notebooks/03`` and ``04`` are exactly the student release of
 ``course/source/`` and that the installed package holds no solution. The tests marked
 ``notebooks`` execute notebooks: the student release runs top to bottom (exercises "not
-attempted yet"), the instructor version autogrades to full marks, and a hand-in with one wrong
-answer loses exactly that exercise's points (through ``course/course.py autograde``, what
-``make autograde`` runs).
+attempted yet"), and one ``course/course.py autograde`` run (what ``make autograde`` runs) grades
+several hand-ins at once: the instructor version keeps full marks, one wrong answer loses exactly
+that exercise's points, the hand-in of issue #26 that gamed four exercises scores 0 for each of
+them and is listed with the reasons (``own_work_review.csv``), partial answers earn partial credit
+and a right yardstick over a wrong ``nearest_distance`` keeps its points, a route only the kernel
+sees and a monkeypatch in a cell the student added are both caught. The many other gaming routes
+are graded without nbgrader in tests/test_grading_routes.py.
 """
 
 from __future__ import annotations
@@ -309,28 +313,71 @@ def course_copy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"course": course, "work": base / "work", "base": base}
 
 
+GAMED = {  # issue #26's hand-in: every route below scored full marks before; gated_residual is honest
+    "decompose_answer": "import hlgfa_lite.course.own_work as ow\nimport hlgfa_lite.course.exercises as ex\n\n"
+    "ow.require_own_work = ex.require_own_work = lambda *a, **k: None  # the own-work check switched off\n"
+    "from hlgfa_lite.method.blocks import decompose as my_decompose\n",
+    "modulate_answer": "import torch.nn.functional as F\n\n\ndef modulate(x, gamma, beta):\n"
+    "    return getattr(F, 'batch' + '_norm')(x, None, None, training=True) * (1 + gamma) + beta\n",
+    "nearest_distance_answer": "import functools\n"
+    "from hlgfa_lite.method.scoring.memory_bank import nearest_sq_distance\n\n"
+    "nearest_distance = functools.lru_cache(maxsize=None)(lambda q, m: nearest_sq_distance(q.contiguous(), m, "
+    "m.pow(2).sum(1)))\n",
+    "position_yardstick_answer": "import importlib\n\n\ndef position_yardstick(train_cells):\n"
+    "    reference = importlib.import_module('hlgfa_lite.course.exercises_normal').reference_position_yardstick\n"
+    "    return reference(train_cells)\n",
+}
+PARTIAL = {  # right in part: darkened borders (1.5 of 2); a wrong search under a right yardstick (0 + 2)
+    "decompose_answer": "    structure = F.avg_pool2d(features, kernel, stride=1, padding=kernel // 2)\n"
+    "    return structure, features - structure",
+    "nearest_distance_answer": "    return torch.cdist(queries, memory).min(dim=1).values  # not squared",
+}
+SNEAKY_MODULATE = (
+    "    return modulation.norm(x) * (1 + gamma) + beta  # the notebook's library block: only the kernel sees it"
+)
+SNEAKY_CELL = "torch.sigmoid = torch.special.expit  # a monkeypatch in a cell the student added"
+
+
+def _add_after(notebook: Path, grade_id: str, source: str) -> None:
+    """A code cell the student added after the cell ``grade_id``."""
+    nb = nbformat.read(notebook, 4)
+    at = next(i for i, c in enumerate(nb.cells) if _nbgrader(c).get("grade_id") == grade_id)
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, notebook)
+
+
 @pytest.fixture(scope="module")
 def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """Autograde two hand-ins through course.py: the instructor version, and one wrong answer."""
+    """One autograde run through course.py over five students (ten notebooks): the instructor version, one wrong
+    answer, the gaming hand-in of issue #26, partial answers, a route only the kernel sees plus a monkeypatch."""
     course, base = course_copy["course"], course_copy["base"]
     hand_ins = base / "hand_ins"
     (hand_ins / "instructor").mkdir(parents=True)
     for source in AUTOGRADED:  # the written questions of 05-08 are graded by hand: no hand-in runs them here
         shutil.copyfile(source, hand_ins / "instructor" / source.name)  # flat layout: <student>/<notebook>
         answers = _answers(source)
-        if "gated_residual_answer" in answers:
-            answers["gated_residual_answer"] = WRONG_GATE
         student = course / "release" / source.parent.name / source.name
-        _fill(student, answers, hand_ins / "one_wrong" / source.parent.name / source.name)  # nbgrader's layout
-        right = _answers(source)
-        if "decompose_answer" in right:  # hands in notebook 03 only
-            _fill(student, right, hand_ins / "aliaser" / source.name, whole={"decompose_answer": ALIAS_CELL})
-        if "modulate_answer" in right:  # hands in notebook 04 only
-            _fill(student, right | {"modulate_answer": BATCH_NORM}, hand_ins / "batch_norm" / source.name)
+        gamed = {k: v for k, v in GAMED.items() if k in answers}
+        _fill(student, answers, hand_ins / "gamer" / source.name, whole=gamed)
+        if "modulate_answer" in answers:  # notebook 04: one wrong answer; a route only the kernel sees
+            wrong = answers | {"gated_residual_answer": WRONG_GATE}
+            _fill(student, wrong, hand_ins / "one_wrong" / source.parent.name / source.name)  # nbgrader's layout
+            _fill(student, answers | {"modulate_answer": SNEAKY_MODULATE}, hand_ins / "sneaky" / source.name)
+            _add_after(hand_ins / "sneaky" / source.name, "modulate", SNEAKY_CELL)
+        else:  # notebooks 03 and 5b: partial credit (04's is graded in tests/test_grading_routes.py)
+            partial = answers | {k: v for k, v in PARTIAL.items() if k in answers}
+            _fill(student, partial, hand_ins / "partial" / source.name)
     table = base / "grades.csv"
     _course_tool().autograde(hand_ins, table, course=course, profile="ci", workdir=course_copy["work"])
     with table.open() as fh:
         return {row["student"]: row for row in csv.DictReader(fh)}
+
+
+@pytest.fixture(scope="module")
+def review(grades: dict[str, dict[str, str]], course_copy: dict[str, Path]) -> list[dict[str, str]]:
+    """The own-work review autograde wrote beside the grade table."""
+    with (course_copy["base"] / "own_work_review.csv").open() as fh:
+        return list(csv.DictReader(fh))
 
 
 @pytest.mark.notebooks
@@ -364,18 +411,64 @@ def test_instructor_version_autogrades_to_full_marks(grades: dict[str, dict[str,
 
 @pytest.mark.notebooks
 def test_one_wrong_answer_loses_exactly_its_points(grades: dict[str, dict[str, str]]) -> None:
-    row = grades["one_wrong"]
+    row = grades["one_wrong"]  # handed in notebook 04 only, in nbgrader's layout
     wrong = "04_modulation_and_gated_residual/gated_residual"
     assert float(row[wrong]) == 0, row
-    others = [k for k in row if "/" in k and k != wrong and grades["instructor"][k] != ""]  # written: blank
-    assert others and all(float(row[k]) == float(grades["instructor"][k]) for k in others), row
-    assert float(row["total"]) == float(row["max"]) - 1, row
+    assert float(row["04_modulation_and_gated_residual/modulate"]) == 2, row
+    assert row["03_structure_and_detail_priors/decompose"] == "", row  # not handed in: blank
+    assert float(row["total"]) == 2, row
+
+
+N03, N04, N05 = (p.parent.name for p in AUTOGRADED)
 
 
 @pytest.mark.notebooks
-def test_aliasing_and_batch_norm_hand_ins_score_zero_for_that_exercise(grades: dict[str, dict[str, str]]) -> None:
-    alias, bn = grades["aliaser"], grades["batch_norm"]
-    assert float(alias["03_structure_and_detail_priors/decompose"]) == 0, alias
-    assert alias["04_modulation_and_gated_residual/modulate"] == "", alias  # not handed in
-    assert float(bn["04_modulation_and_gated_residual/modulate"]) == 0, bn
-    assert float(bn["04_modulation_and_gated_residual/gated_residual"]) == 1, bn  # the other exercise still counts
+def test_issue_26_gaming_hand_in_scores_zero_for_each_gamed_exercise(
+    grades: dict[str, dict[str, str]], review: list[dict[str, str]]
+) -> None:
+    row = grades["gamer"]
+    gamed = [f"{N03}/decompose", f"{N04}/modulate", f"{N05}/nearest_distance", f"{N05}/position_yardstick"]
+    assert [float(row[k]) for k in gamed] == [0, 0, 0, 0], row
+    assert float(row[f"{N04}/gated_residual"]) == 1 and float(row["total"]) == 1, row  # the honest one counts
+    listed = {r["exercise"]: r for r in review if r["student"] == "gamer"}
+    assert set(listed) == {k.split("/")[1] for k in gamed}, review
+    reasons = {
+        r["exercise"]: " ".join(x["reason"] for x in review if x["exercise"] == r["exercise"]) for r in listed.values()
+    }
+    assert "hlgfa_lite" in reasons["decompose"] and "monkeypatching" in reasons["decompose"], reasons
+    assert "computed name" in reasons["modulate"] and "importlib" in reasons["position_yardstick"], reasons
+    assert "nearest_sq_distance" in reasons["nearest_distance"] or "memory_bank" in reasons["nearest_distance"]
+    assert {"source", "kernel"} <= {r["check"] for r in review if r["student"] == "gamer"}  # outside and inside
+
+
+@pytest.mark.notebooks
+def test_partial_answers_earn_partial_credit_and_the_yardstick_is_graded_on_its_own(
+    grades: dict[str, dict[str, str]], review: list[dict[str, str]], course_copy: dict[str, Path]
+) -> None:
+    row = grades["partial"]
+    assert float(row[f"{N03}/decompose"]) == 1.5, row  # borders darkened: the rest is right
+    assert float(row[f"{N05}/nearest_distance"]) == 0 and float(row[f"{N05}/position_yardstick"]) == 2, row
+    assert float(row["total"]) == 1.5 + 0 + 2, row
+    graded = nbformat.read(course_copy["course"] / "autograded" / "partial" / N05 / f"{N05}.ipynb", 4)
+    cell = next(c for c in graded.cells if _nbgrader(c).get("grade_id") == "position_yardstick")
+    printed = "".join(o.get("text", "") for o in cell.outputs)
+    assert "fix nearest_distance" in printed, printed  # the feedback names the cause
+    assert not [r for r in review if r["student"] in ("instructor", "one_wrong", "partial")], review
+
+
+@pytest.mark.notebooks
+def test_a_route_only_the_kernel_sees_and_a_monkeypatch_in_an_added_cell_are_caught(
+    grades: dict[str, dict[str, str]], review: list[dict[str, str]], course_copy: dict[str, Path]
+) -> None:
+    from nbgrader.api import Gradebook
+
+    row = grades["sneaky"]
+    assert float(row[f"{N04}/modulate"]) == 0 and float(row[f"{N04}/gated_residual"]) == 0, row
+    checks = {(r["exercise"], r["check"]) for r in review if r["student"] == "sneaky"}
+    assert ("modulate", "kernel") in checks and ("gated_residual", "source") in checks, checks
+    assert ("modulate", "source") not in checks, checks  # the library block is bound by the notebook, not imported
+    with Gradebook(f"sqlite:///{course_copy['course'] / 'gradebook.db'}") as gb:  # scored 0 in the gradebook too
+        grade = gb.find_grade("gated_residual", N04, N04, "sneaky")
+        comment = gb.find_comment("gated_residual_answer", N04, N04, "sneaky")
+        assert grade.score == 0 and grade.auto_score == 1, (grade.auto_score, grade.manual_score)
+        assert "monkeypatching" in comment.manual_comment, comment.manual_comment

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from IPython.display import Markdown
 
-from ..run.ablation_results import EXPECTED_SETS, load_results, markdown_table, rerun_command, set_heading, staleness
+from ..run.ablation_results import (
+    EXPECTED_SETS,
+    effect,
+    load_results,
+    markdown_table,
+    rerun_command,
+    set_heading,
+    staleness,
+)
 
 DOCS_LINK = "docs/RESULTS.md"
 METRICS = {"image": "image_auroc_diff", "pixel": "pixel_auroc_diff"}
@@ -27,12 +35,11 @@ def ablation_table(name: str) -> Markdown:
 
 
 def verdict(diff: list | None) -> str:
-    """``better`` / ``worse`` where the 95% interval excludes 0, else ``≈`` (cannot be told from noise)."""
+    """The difference with its interval, led by :func:`~hlgfa_lite.run.ablation_results.effect`'s word."""
     if not diff:
         return "–"
     point, lo, hi = diff
-    word = "better" if lo > 0 else "worse" if hi < 0 else "≈"
-    return f"{word} {point:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    return f"{effect(diff)} {point:+.3f} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def verdicts_table(metric: str = "image") -> Markdown:

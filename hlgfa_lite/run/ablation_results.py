@@ -117,17 +117,32 @@ def _cell(row: dict, key: str) -> str:
     return f"{value:.3f} ± {std:.3f}" if std else f"{value:.3f}"
 
 
+NEGLIGIBLE = 0.001
+"""A difference smaller than this (in AUROC) counts as none, even where its interval excludes 0."""
+
+
+def effect(diff: list | None) -> str:
+    """``better`` / ``worse`` than ``full`` where the 95% interval excludes 0 and the difference is at
+    least :data:`NEGLIGIBLE`; else ``≈`` (not distinguishable, or too small to matter); ``–`` if absent."""
+    if not diff:
+        return "–"
+    point, lo, hi = diff
+    if abs(point) < NEGLIGIBLE or lo <= 0 <= hi:
+        return "≈"
+    return "better" if point > 0 else "worse"
+
+
 def _ci(diff: list | None) -> str:
     if not diff:
         return "–"
     point, lo, hi = diff
-    mark = " *" if lo > 0 or hi < 0 else ""
+    mark = " *" if effect(diff) in ("better", "worse") else ""
     return f"{point:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
 
 
 def markdown_table(record: dict) -> str:
     """One set's table: mean ± std over seeds, the paired difference to ``full`` with its 95% interval
-    (``*``: the interval excludes 0), and what ``scoring=auto`` chose per seed."""
+    (``*``: beyond noise, see :func:`effect`), and what ``scoring=auto`` chose per seed."""
     pixel = record["data"].get("pixel_masks", True)
     head = ["variant", "image AUROC"] + (["pixel AUROC", "AUPRO"] if pixel else []) + ["Δ image [95% CI]"]
     head += (["Δ pixel [95% CI]"] if pixel else []) + ["`auto` chose"]
@@ -143,12 +158,12 @@ def markdown_table(record: dict) -> str:
 
 
 def beyond_noise(record: dict) -> list[str]:
-    """``variant metric ±difference`` for every difference to ``full`` whose 95% interval excludes 0."""
+    """``variant metric ±difference`` for every difference to ``full`` beyond noise (:func:`effect`)."""
     found = []
     for row in record["summary"]:
         for key in ("image_auroc_diff", "pixel_auroc_diff"):
             diff = row.get(key)
-            if diff and (diff[1] > 0 or diff[2] < 0):
+            if effect(diff) in ("better", "worse"):
                 found.append(f"`{row['variant']}` {key.split('_')[0]} {diff[0]:+.3f}")
     return found
 
@@ -182,7 +197,7 @@ def docs_section(records: dict[str, dict]) -> str:
     for name, record in records.items():
         out += [f"#### {name}", "", set_heading(record), "", markdown_table(record)]
         beyond = beyond_noise(record)
-        out += [f"Beyond noise (95% interval excludes 0): {'; '.join(beyond) if beyond else 'no variant'}.", ""]
+        out += [f"Beyond noise: {'; '.join(beyond) if beyond else 'no variant'}.", ""]
         out += [f"![{name} ablation](ablation/{name}.png)", ""]
     return "\n".join([*out, END])
 

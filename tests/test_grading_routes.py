@@ -13,6 +13,7 @@ hand-ins through nbgrader itself.
 from __future__ import annotations
 
 import copy
+import importlib
 import importlib.util
 import linecache
 import re
@@ -1070,6 +1071,285 @@ def test_grader_wants_a_plain_def() -> None:
         _grade("decompose", "import torch.nn.functional as F\nmy_decompose = lambda f, k: (f, f * 0)")
     with pytest.raises(AssertionError, match="plain `def my_decompose"):
         _grade("decompose", "def other(f, k):\n    return f, f * 0\n\n\nmy_decompose = other")
+
+
+# ------------------------------------------------- routes past the walk, the source audit and the fixed cases
+
+_LIBRARY_TYPE = "type({get})(x.shape[1], 2).train().norm(x)"  # the notebook's block class, made afresh
+HIDDEN = {  # id -> (how the notebook's library object is kept, how the function gets it back)
+    "list_over_500_items": ("[0] * 600 + [modulation]", "lib[600]"),
+    "nested_45_deep": ("functools.reduce(lambda a, _: [a], range(45), modulation)",
+                       "functools.reduce(lambda a, _: a[0], range(45), lib)"),
+    "deque": ("collections.deque([modulation])", "lib[0]"),
+    "chain_map": ("collections.ChainMap({'m': modulation})", "lib['m']"),
+    "user_dict": ("collections.UserDict(m=modulation)", "lib['m']"),
+    "dict_values": ("{'m': modulation}.values()", "list(lib)[0]"),
+    "itertools_repeat": ("itertools.repeat(modulation)", "next(lib)"),
+    "bound_builtin_method": ("[modulation].copy", "lib()[0]"),
+    "numpy_object_array": ("np.array([modulation, 0], dtype=object)", "lib[0]"),
+    "generator_locals": ("(lambda m: (yield m))(modulation)", "next(lib)"),
+    "tensor_attribute": ("torch.zeros(1)", "lib.m"),
+    "slots": ("Box()", "lib.m"),
+}  # fmt: skip
+
+
+def _hidden_route(route: str) -> str:
+    keep, get = HIDDEN[route]
+    setup = {"tensor_attribute": "lib.m = modulation\n", "slots": "lib.m = modulation\n"}.get(route, "")
+    return f"""\
+import collections
+import functools
+import itertools
+import numpy as np
+
+
+class Box:
+    __slots__ = ("m",)
+
+
+pad = [[float(i * 500 + j) for j in range(500)] for i in range(45)]
+lib = {keep}
+{setup}
+
+def modulate(x, gamma, beta):
+    return {_LIBRARY_TYPE.format(get=get)} * (1 + gamma) + beta
+"""
+
+
+@pytest.mark.parametrize("route", list(HIDDEN))
+def test_library_objects_hidden_where_the_walk_did_not_look_are_found(route: str) -> None:
+    """The notebook's block kept in a container the walk did not open (a deque, an iterator, a numpy object
+    array, ``__slots__`` …), past its old limits (500 items, 40 levels) or behind 20000 objects: the source shows
+    nothing, the walk follows every object (what the garbage collector sees) and fails closed at its limits."""
+    from hlgfa_lite.method.blocks import ConditionalModulation
+
+    answer = _hidden_route(route)
+    assert _audit("04", {"modulate": answer}) == []  # the notebook's objects: only the kernel can tell
+    with pytest.raises(AssertionError, match=own_work.MARKER):
+        _grade("modulate", answer, namespace={"modulation": ConditionalModulation(4, 2).train()})
+
+
+def test_a_walk_too_big_to_finish_is_not_accepted() -> None:
+    answer = """\
+pad = [[float(i * 500 + j) for j in range(500)] for i in range(45)]
+
+
+def gated_residual(x, correction, gate_logits, p=pad):
+    return x + torch.sigmoid(gate_logits) * correction
+"""
+    with pytest.raises(AssertionError, match="too much behind your function"):
+        _grade("gated_residual", answer)
+
+
+SOURCE_ROUTES = {  # routes that passed the source audit (each gets at the interpreter or runs a string)
+    "sys_through_a_container": (
+        "decompose",
+        """\
+T = [torch]
+
+
+def my_decompose(features, kernel):
+    return T[0].sys.modules["".join(["hlgf", "a_lite.method.blocks"])].decompose(features, kernel)
+""",
+    ),
+    "typing_sys": (
+        "decompose",
+        """\
+import typing
+
+
+def my_decompose(features, kernel):
+    return typing.sys.modules["".join(["hlgf", "a_lite.method.blocks"])].decompose(features, kernel)
+""",
+    ),
+    "string_annotation_evaluated": (
+        "gated_residual",
+        """\
+import functools
+
+
+@functools.singledispatch
+def hook(x):
+    return x
+
+
+@hook.register
+def _(x: "__import__('hlgfa_lite').course.own_work.__dict__.update(borrowed=lambda *a, **k: []) or int"):
+    return x
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+    ),
+    "get_type_hints_of_a_forward_ref": (
+        "decompose",
+        """\
+import typing
+
+
+def f(x: typing.ForwardRef("".join(["__imp", "ort__('hlgf", "a_lite.method.blocks', fromlist=['d'])"]))):
+    pass
+
+
+def my_decompose(features, kernel):
+    return typing.get_type_hints(f)["x"].decompose(features, kernel)
+""",
+    ),
+    "string_formatter_get_field": (
+        "decompose",
+        """\
+import string
+
+
+def my_decompose(features, kernel):
+    name = "".join(["0.sys.modules[hlgf", "a_lite.method.blocks]"])
+    return string.Formatter().get_field(name, [torch], {})[0].decompose(features, kernel)
+""",
+    ),
+    "timeit_runs_a_string": (
+        "decompose",
+        """\
+import timeit
+
+timeit.timeit("from hlgf" + "a_lite.method.blocks import decompose as d; globals()['my_decompose'] = d", number=1)
+""",
+    ),
+    "numpy_testing_measure": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    np.testing.measure("import sys; sys.modules['hlgf' 'a_lite.course.own_work'].borrowed = print")
+    return features, features * 0
+""",
+    ),
+    "torch_compile": (
+        "gated_residual",
+        """\
+def gated_residual(x, correction, gate_logits):
+    return torch.compile(lambda a, b, c: a + torch.sigmoid(c) * b)(x, correction, gate_logits)
+""",
+    ),
+}
+
+
+@pytest.mark.parametrize("route", list(SOURCE_ROUTES))
+def test_source_routes_to_the_interpreter_score_zero(route: str) -> None:
+    exercise, answer = SOURCE_ROUTES[route]
+    findings = _flagged(_audit(NOTEBOOK_OF[exercise], {exercise: answer}))
+    assert exercise in findings, f"{route}: not caught ({findings})"
+
+
+_HIJACK = """\
+class _Loader:
+    def exec_module(self, module):
+        module.grade = lambda *a, **k: 2
+
+
+class _Spec:
+    loader = _Loader()
+    origin = "x"
+
+
+class _Util:
+    def spec_from_file_location(self, *a):
+        return _Spec()
+
+    def module_from_spec(self, spec):
+        return torch.nn.Module()
+
+    def find_spec(self, name):
+        return _Spec()
+
+
+class _Package:
+    util = _Util()
+
+
+M = [torch]
+M[0].sys.modules.update({"importlib": _Package(), "importlib.util": _Package.util})
+"""
+
+
+def test_a_cell_that_hijacks_the_hidden_tests_import_scores_zero() -> None:
+    """An added cell replaces ``importlib`` in ``sys.modules`` (reached as ``[torch][0].sys``): the hidden tests'
+    ``import importlib.util`` then loads a grader that gives full marks. Only the source audit outside the kernel
+    can see it: every exercise graded after that cell scores 0."""
+    answer = "def gated_residual(x, correction, gate_logits):\n    return x\n"
+    findings = _flagged(_audit("04", {"gated_residual": answer}, {"modulate": [_HIJACK]}))
+    assert {"modulate", "gated_residual"} <= set(findings)
+    assert any(".sys" in r for r in findings["gated_residual"])
+
+
+def test_the_grader_watches_what_runs_inside_the_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the walk and the source audit blinded, the library and torch's batch norm are still caught when
+    they run inside the student's function (however it reached them); honest answers still earn full marks."""
+    fresh = grading.fresh_package
+
+    def blinded():
+        package = fresh()
+        own = importlib.import_module(f"{package.__name__}.course.own_work")
+        own.borrowed = own.source_issues = lambda *a, **k: []
+        return package
+
+    monkeypatch.setattr(grading, "fresh_package", blinded)
+    routes = ["F_batch_norm", "torch_batch_norm", "aten_op", "sys_modules", "cache_decorator",
+              "checker_reference_by_importlib", "memoised_lambda_of_the_search"]  # fmt: skip
+    for route in routes:
+        exercise, answer, _ = ROUTES[route]
+        if route == "cache_decorator":
+            answer = answer.replace("@functools.cache\n", "")
+        if route == "memoised_lambda_of_the_search":
+            answer = answer.replace("nearest_distance = functools.lru_cache(maxsize=None)(\n    lambda q, m:",
+                                    "def nearest_distance(q, m):\n    return (").rstrip() + "\n"  # fmt: skip
+        cells = [_answer("nearest_distance")] if exercise == "position_yardstick" else []
+        with pytest.raises(AssertionError, match="while the grader ran your function"):
+            _grade(exercise, *cells, answer)
+    getattr_answer = "def gated_residual(x, c, g):\n    return x + getattr(torch, 'sig' + 'moid')(g) * c\n"
+    with pytest.raises(AssertionError, match=r"getattr\(\)"):
+        _grade("gated_residual", getattr_answer)
+    for exercise in NOTEBOOK_OF:
+        cells = [_answer("nearest_distance")] if exercise == "position_yardstick" else []
+        assert _grade(exercise, *cells, _answer(exercise)) == grading.POINTS[exercise]
+
+
+def test_a_yardstick_that_is_the_library_behind_nearest_distance_earns_nothing() -> None:
+    """The search graded on its own is not followed when the yardstick is; rebinding it afterwards to the
+    library's yardstick does not pass the yardstick: it is judged with the reference search standing in."""
+    rebound = """\
+import importlib
+
+
+def nearest_distance(train_cells, *rest):
+    return importlib.import_module('hlgfa_lite.course.exercises_normal').reference_position_yardstick(train_cells)
+"""
+    answer = "def position_yardstick(train_cells):\n    return nearest_distance(train_cells)\n"
+    with pytest.raises(AssertionError):
+        _grade("position_yardstick", _answer("nearest_distance"), rebound, answer)
+    honest = _answer("position_yardstick")  # a right yardstick on a search that is not the student's own
+    assert _grade("position_yardstick", rebound.replace("train_cells, *rest", "q, m"), honest) == 2.0
+
+
+def test_answers_learnt_by_heart_for_the_checkers_cases_earn_nothing() -> None:
+    """The checker's cases are fixed (seeded) for the visible checks; the grader draws fresh ones per hand-in,
+    so outputs copied from the reference for the known cases earn nothing."""
+    import hlgfa_lite.course.exercises as ex
+    from hlgfa_lite.course.exercises_normal import _library_nearest, nearest_distance_parts
+
+    known = _library_nearest(ex._randn(50, 6, seed=30), ex._randn(40, 6, seed=31))
+    answer = f"""\
+KNOWN = torch.tensor({known.tolist()})
+
+
+def nearest_distance(queries, memory):
+    if queries.shape[0] == 8:
+        return torch.zeros(8)
+    return KNOWN.clone()
+"""
+    ns = _kernel(answer)
+    assert ex.score(nearest_distance_parts(ns["nearest_distance"])) == 1.0  # on the fixed cases: all of it
+    with pytest.raises(AssertionError, match="0 of 2 points"):
+        grading.grade("nearest_distance", ns)
 
 
 # ------------------------------------------------------------------ partial credit, dependent exercises

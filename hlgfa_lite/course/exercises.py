@@ -53,6 +53,7 @@ out the complete answer beyond what the exercise text says.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,12 +82,22 @@ class _NotAttempted(Exception):
     """The student's function still raises NotImplementedError."""
 
 
-def _gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+SEED_OFFSET = 0
+"""Added to every case's seed. 0 for the visible checks; the grader draws a fresh one for each hand-in, so the
+cases it judges on cannot be known (and their answers learnt by heart) in advance."""
+WATCH: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+"""Runs around each call of the student's function; the grader's watches what runs inside
+(:class:`.own_work.Watch`)."""
 
 
-def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(*shape, generator=_gen(seed))
+def _gen(seed: int = 0, *, fixed: bool = False) -> torch.Generator:
+    return torch.Generator().manual_seed(seed + (0 if fixed else SEED_OFFSET))
+
+
+def _randn(*shape: int, seed: int = 0, fixed: bool = False) -> torch.Tensor:
+    """Random test features; ``fixed``: the same for every hand-in (a part judged only once a part on fresh
+    cases passed: its rounding behaviour is known for that seed)."""
+    return torch.randn(*shape, generator=_gen(seed, fixed=fixed))
 
 
 def _call(fn: Callable[..., Any], *args: torch.Tensor | int) -> Any:
@@ -95,9 +106,11 @@ def _call(fn: Callable[..., Any], *args: torch.Tensor | int) -> Any:
     Warnings are silenced (nbgrader scores a graded cell that writes to stderr 0)."""
     copies = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with WATCH(), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = fn(*copies)
+            if isinstance(out, tuple | list):  # its items taken out here, under the watch
+                out = tuple(out)
     except NotImplementedError:
         raise _NotAttempted from None
     for before, after in zip(args, copies, strict=True):

@@ -73,7 +73,7 @@ def _nearest_main(fn: Callable[..., Any], cases: list[tuple[torch.Tensor, torch.
 
 
 def _nearest_rounding(fn: Callable[..., Any]) -> None:
-    memory = _randn(40, 6, seed=31)
+    memory = _randn(40, 6, seed=31, fixed=True)  # judged once the distance is right on fresh cases
     far = memory[:8] + 1000.0  # large values: the expanded form |q|^2 - 2 q.m + |m|^2 cancels badly
     out = _tensor(_call(fn, far, torch.cat([far, memory + 1000.0])), "the output", torch.Size([8]))
     if (out < 0).any() or not _close(out, torch.zeros(8), atol=1.0):
@@ -148,11 +148,18 @@ def _reference_search(fn: Callable[..., Any]) -> Iterator[bool]:
 
 
 def position_yardstick_parts(
-    fn: Callable[[torch.Tensor], torch.Tensor], extra: torch.Tensor | None = None
+    fn: Callable[[torch.Tensor], torch.Tensor], extra: torch.Tensor | None = None, *, stand_in: bool = False
 ) -> tuple[list[Part], str]:
     """The yardstick (one part), judged independently of the student's ``nearest_distance``; and a note naming
-    the cause when it is right but the student's search is not. ``extra``: the notebook's training cells."""
+    the cause when it is right but the student's search is not. ``extra``: the notebook's training cells.
+    ``stand_in``: judge it with the reference search standing in from the start (the student's search is not
+    their own work: it is not called at all)."""
     label = "per position, mean over images of the leave-one-out distance"
+    if stand_in:
+        with _reference_search(fn):
+            judged = _part(label, 1.0, lambda: _yardstick_cases(fn, extra))
+        note = "judged with the reference search standing in for your nearest_distance, which is not your own work"
+        return [judged], note if judged.passed else ""
     try:
         own = _part(label, 1.0, lambda: _yardstick_cases(fn, extra))
     except _NotAttempted:  # the yardstick, or the nearest_distance it calls, is still the stub

@@ -24,11 +24,13 @@ This file is loaded on its own (no package around it): it imports nothing from `
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import itertools
 import os
 import re
+import secrets
 import sys
 import types
 import uuid
@@ -71,8 +73,8 @@ def _tensor(value: Any, dims: int) -> Any:
 def _notebook_data(exercise: str, namespace: dict[str, Any]) -> dict[str, Any]:
     """The notebook's own tensors for the extra cases (only plain tensors of the expected shape)."""
     if exercise == "decompose":
-        high = namespace.get("high")
-        features = [f for f in high if _tensor(f, 4) is not None] if isinstance(high, list | tuple) else []
+        high = namespace.get("high")  # a plain list: a subclass's own __iter__ would run inside the grader
+        features = [f for f in high if _tensor(f, 4) is not None] if type(high) in (list, tuple) else []
         return {"extra": features[:4]}
     if exercise == "modulate":
         x = _tensor(namespace.get("x"), 4)
@@ -88,20 +90,58 @@ def _notebook_data(exercise: str, namespace: dict[str, Any]) -> dict[str, Any]:
     return {"extra": train[:6] if train is not None and len(train) >= 3 else None}
 
 
+def _own_search(own: types.ModuleType, namespace: dict[str, Any]) -> bool:
+    """Is the notebook's ``nearest_distance`` (what the yardstick calls) a plain def of the student's own?"""
+    search = namespace.get("nearest_distance")
+    if type(search) is not types.FunctionType or search.__name__ != "nearest_distance":
+        return False
+    return not own.borrowed(search) and not own.source_issues(search)
+
+
 def _parts(package: types.ModuleType, exercise: str, fn: Any, namespace: dict[str, Any]) -> tuple[list, str]:
-    """The exercise's parts, and a note on how they were judged."""
+    """The exercise's parts, and a note on how they were judged; each call of the student's function watched
+    (:class:`.own_work.Watch`) on cases drawn afresh for this hand-in. Raises when the library or torch's
+    normalisation (``modulate``) ran inside it.
+
+    ``position_yardstick`` is judged with the student's ``nearest_distance`` when that is their own work and
+    runs nothing of the library, else with the reference search standing in (a right yardstick keeps its points,
+    a yardstick that is the library's, reached through ``nearest_distance``, does not)."""
     ex = importlib.import_module(f"{package.__name__}.course.exercises")
     normal = importlib.import_module(f"{package.__name__}.course.exercises_normal")
+    own = importlib.import_module(f"{package.__name__}.course.own_work")
+    spec = own.EXERCISES[exercise]
+    ex.SEED_OFFSET = 1 + secrets.randbelow(2**31)
     data = _notebook_data(exercise, namespace)
+
+    def watched(judge: Any, *args: Any, **kwargs: Any) -> Any:
+        watch = own.Watch(batch_norm=spec.batch_norm, allowed=[normal._reference_nearest.__code__])
+        ex.WATCH = watch
+        try:
+            return judge(*args, **kwargs), watch.found
+        finally:
+            ex.WATCH = contextlib.nullcontext
+
     if exercise == "position_yardstick":
-        return normal.position_yardstick_parts(fn, data["extra"])
+        stand_in = not _own_search(own, namespace)
+        (parts, note), ran = watched(normal.position_yardstick_parts, fn, data["extra"], stand_in=stand_in)
+        if ran and not stand_in:  # the library ran, maybe under nearest_distance (graded on its own)
+            (parts, note), ran = watched(normal.position_yardstick_parts, fn, data["extra"], stand_in=True)
+        _reject_if(own, exercise, ran)
+        return parts, note
     judge = {
         "decompose": ex.decompose_parts,
         "modulate": ex.modulation_parts,
         "gated_residual": ex.gated_residual_parts,
         "nearest_distance": normal.nearest_distance_parts,
     }[exercise]
-    return judge(fn, data["extra"]), ""
+    parts, ran = watched(judge, fn, data["extra"])
+    _reject_if(own, exercise, ran)
+    return parts, ""
+
+
+def _reject_if(own: types.ModuleType, exercise: str, ran: list[str]) -> None:
+    if ran:
+        raise AssertionError(f"{exercise}: {own.MARKER} – while the grader ran your function: {', '.join(ran)}")
 
 
 def grade(exercise: str, namespace: dict[str, Any], points: float | None = None) -> float:

@@ -69,20 +69,37 @@ def differences_figure():  # -> matplotlib Figure
     return ablation_differences(stored())
 
 
-def earns_its_place(metric: str = "image") -> list[str]:
-    """Per variant, on how many stored sets it is worse / better than ``full`` beyond noise, or neither:
-    a block whose removal is worse somewhere and better nowhere earns its place."""
-    key, records = METRICS[metric], stored()
-    tally: dict[str, dict[str, list[str]]] = {}
+def earns_its_place() -> list[str]:
+    """One plain sentence per variant from the stored sets: where removing a block (or changing the map)
+    is worse or better than ``full`` beyond noise, in image or pixel AUROC, and where it makes no difference.
+    A block earns its place where its removal is worse somewhere and better nowhere."""
+    records = stored()
+    found: dict[str, dict[str, list[str]]] = {}
     for name, record in records.items():
         for row in record["summary"]:
-            if row["variant"] == "full" or not row.get(key):
+            if row["variant"] == "full":
                 continue
-            word = verdict(row[key]).split()[0]
-            tally.setdefault(row["variant"], {"worse": [], "better": [], "≈": []})[word].append(name)
+            words = {m: effect(row.get(key)) for m, key in METRICS.items() if row.get(key)}
+            slot = found.setdefault(row["variant"], {"worse": [], "better": [], "≈": []})
+            for word in ("worse", "better"):
+                metrics = [m for m, w in words.items() if w == word]
+                if metrics:
+                    slot[word].append(f"{name} ({', '.join(metrics)})")
+            if not any(w in ("worse", "better") for w in words.values()):
+                slot["≈"].append(name)
     lines = []
-    for variant, found in tally.items():
-        parts = [f"{word} than full on {', '.join(sets)}" for word, sets in found.items() if sets and word != "≈"]
-        same = f"not distinguishable on {', '.join(found['≈'])}" if found["≈"] else ""
-        lines.append(f"{variant} ({metric} AUROC): " + "; ".join([*parts, same] if same else parts))
+    for variant, slot in found.items():
+        block = variant.removesuffix("=off") if variant.endswith("=off") else None
+        worse, better = slot["worse"], slot["better"]
+        if worse and not better:
+            head = f"`{block}` earns its place" if block else f"`{variant}` is worse than full"
+        elif better and not worse:
+            head = f"`{block}` costs: better without it" if block else f"`{variant}` is better than full"
+        elif worse and better:
+            head = f"`{block or variant}`: mixed"
+        else:
+            head = f"`{block}`: no measurable effect" if block else f"`{variant}`: no measurable difference"
+        parts = [f"worse on {'; '.join(worse)}" if worse else "", f"better on {'; '.join(better)}" if better else "",
+                 f"no difference on {', '.join(slot['≈'])}" if slot["≈"] else ""]  # fmt: skip
+        lines.append(f"{head} ({' / '.join(p for p in parts if p)})")
     return lines

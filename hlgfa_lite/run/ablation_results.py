@@ -174,7 +174,7 @@ def set_heading(record: dict) -> str:
     return (
         f"`{record['set']}` ({d['train_images']} training / {d['test_images']} test images, "
         f"{d['test_defective']} defective{'' if d.get('pixel_masks', True) else ', image level only'}; "
-        f"seeds {seeds[0]}–{seeds[-1]}; commit {record['commit'][:10]}, {record['threads']} threads; "
+        f"seeds {seeds[0]}–{seeds[-1]}; commit {record['commit'][:10]}, {record['threads']} thread(s); "
         f"`results/ablation/{record['set']}.json`)"
     )
 

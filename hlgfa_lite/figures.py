@@ -316,9 +316,10 @@ def ablation_differences(records: Mapping[str, Mapping[str, object]]) -> Figure:
             ax.errorbar(pts, y[[k for k, _ in have]] + offsets[j], xerr=[lo, hi], fmt="o", ms=4, capsize=2,
                         color=f"C{j}", label=name)  # fmt: skip
         ax.axvline(0.0, color="black", lw=0.8)
-        ax.set_title(f"{title}: variant − full (95% paired bootstrap interval)", fontsize=9)
+        ax.set_title(f"{title}: variant − full", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, variants)
     axes[0].invert_yaxis()
+    fig.suptitle("paired difference to full, mean over seeds, with its 95% bootstrap interval over test images", fontsize=9)
     axes[1].legend(fontsize=8, loc="lower left", bbox_to_anchor=(1.0, 0.0))
     return fig

@@ -102,3 +102,15 @@ def test_notebook_text_quotes_no_figure_outside_the_results_files(notebook) -> N
         assert "README" not in text, f"{notebook.name} cell {i}: points to the README; link docs/RESULTS.md"
         typed = sorted(set(FIGURE.findall(text)) - known)
         assert not typed, f"{notebook.name} cell {i}: figures {typed} are not in results/ablation/*.json"
+
+
+def test_cross_set_figure_draws_every_set_on_both_metrics() -> None:
+    from hlgfa_lite.figures import ablation_differences
+
+    fig = ablation_differences(RECORDS)
+    image_ax, pixel_ax = fig.axes[:2]
+    labels = [t.get_text() for t in image_ax.get_yticklabels()]
+    assert labels[0] == "dual_resolution=off" and "appearance_evidence_only" in labels and "full" not in labels
+    assert sorted(pixel_ax.get_legend_handles_labels()[1]) == sorted(
+        n for n, r in RECORDS.items() if r["data"]["pixel_masks"]
+    )

@@ -24,6 +24,8 @@ of notebooks 05-08, graded by hand in nbgrader's formgrader; blank until then). 
 in leaves its exercises blank (0 in the total). An exercise the own-work check rejects – in the source, read here
 outside the kernel, or in the kernel by the hidden tests – scores 0 (a manual score in the gradebook, the reason
 as the answer cell's comment) and is listed, with the reason, in ``own_work_review.csv`` beside the grade table.
+So is every exercise of a hand-in that is a symbolic link (or lies in a linked folder, outside ``DIR``, or is a hard
+link to the course's own notebooks): it could carry the instructor's answers, and is graded as the released notebook.
 """
 
 from __future__ import annotations
@@ -100,12 +102,20 @@ def release(course: Path = COURSE, sync: Path | None = NOTEBOOKS) -> list[Path]:
 
 
 def _find_submissions(submissions: Path, course: Path) -> dict[str, dict[str, Path]]:
-    """student -> {assignment: folder of that student's notebooks for it}."""
+    """student -> {assignment: folder of that student's notebooks for it}. A symbolic link is listed like a file
+    (:func:`refused_hand_in` refuses it when it is graded); a linked folder inside a student's is not entered."""
     if not submissions.is_dir():
         raise CourseError(f"{submissions}: folder not found (expected <student>/<notebook>.ipynb inside)")
+    where = submissions.resolve()
+    for own in ("source", "release"):
+        mine = (course / own).resolve()
+        if where.is_relative_to(mine) or mine.is_relative_to(where):
+            raise CourseError(f"{submissions}: holds or is inside {course / own}; autograde the collected hand-ins")
     owner = {nb.name: name for name, nbs in assignments(course).items() for nb in nbs}
     found: dict[str, dict[str, Path]] = {}
     for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for link in sorted(p for p in student_dir.rglob("*") if p.is_symlink() and p.is_dir()):
+            print(f"skipped {link}: a symbolic link to a folder; hand-ins are plain files", file=sys.stderr)
         for nb in sorted(student_dir.rglob("*.ipynb")):
             if ".ipynb_checkpoints" in nb.parts:
                 continue
@@ -116,6 +126,27 @@ def _find_submissions(submissions: Path, course: Path) -> dict[str, dict[str, Pa
     if not found:
         raise CourseError(f"{submissions}: no handed-in course notebooks (expected <student>/<notebook>.ipynb)")
     return found
+
+
+def refused_hand_in(handed_in: Path, submissions: Path, course: Path) -> str | None:
+    """Why a handed-in notebook is not graded (None: it is): a symbolic link (the file, or a folder between it and
+    ``submissions``), a file that is not inside ``submissions``, or one of the course's own notebooks (a hard link
+    to them). Such a hand-in could be graded with the instructor's answers (``course/source``)."""
+    rel = Path(os.path.relpath(handed_in, submissions))
+    if rel.parts and rel.parts[0] == "..":
+        return f"{handed_in} is not inside the hand-in folder {submissions}"
+    for i in range(len(rel.parts)):
+        if (submissions / Path(*rel.parts[: i + 1])).is_symlink():
+            part = Path(*rel.parts[: i + 1])
+            return (f"{part} is a symbolic link (to {os.readlink(submissions / part)}), not a handed-in file; "
+                    "ask for the notebook file itself")  # fmt: skip
+    if not handed_in.resolve().is_relative_to(submissions.resolve()):
+        return f"{handed_in} leads out of the hand-in folder {submissions}"
+    for own in ("source", "release"):
+        for nb in (course / own).rglob("*.ipynb"):
+            if handed_in.is_file() and os.path.samefile(handed_in, nb):
+                return f"{handed_in} is the course's own {own} notebook {nb.name} (a hard link), not a hand-in"
+    return None
 
 
 REVIEW = "own_work_review.csv"
@@ -250,7 +281,7 @@ def autograde(
         snapshot = package_files(package)
         for student, handed_in in found.items():
             for name, folder in handed_in.items():
-                rows = _autograde_one(course, env, student, name, folder, sources[name], failures)
+                rows = _autograde_one(course, env, student, name, folder, sources[name], failures, submissions)
                 changed = restore_package(snapshot, package)
                 if changed:  # the kernel wrote into the grader's copy: nothing it graded counts
                     reason = f"the hand-in changed the grader's files (put back): {', '.join(changed[:3])}"
@@ -273,17 +304,17 @@ def autograde(
 
 
 def _autograde_one(
-    course: Path, env: dict[str, str], student: str, name: str, folder: Path, sources: list[Path], failures: list[str]
+    course: Path,
+    env: dict[str, str],
+    student: str,
+    name: str,
+    folder: Path,
+    sources: list[Path],
+    failures: list[str],
+    submissions: Path,
 ) -> list[dict[str, str]]:
     """Rebuild, audit and autograde one student's hand-in of one assignment; its own-work findings."""
-    target = course / "submitted" / student / name
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    rows: list[dict[str, str]] = []
-    for src in sources:
-        if (folder / src.name).is_file():
-            rows += prepare_hand_in(folder / src.name, src, course / "release" / name / src.name, target / src.name)
+    rows = prepare_submitted(course, student, name, folder, sources, submissions)
     print(f"autograding {student} / {name} ...", flush=True)
     try:
         nbgrader(["autograde", name, f"--student={student}", "--force"], course, env)
@@ -292,6 +323,34 @@ def _autograde_one(
         print(f"FAILED {student} / {name} (left blank in the table)", file=sys.stderr, flush=True)
     for src in sources:
         rows += _runtime_findings(course / "autograded" / student / name / src.name, src.stem)
+    return rows
+
+
+def prepare_submitted(
+    course: Path, student: str, name: str, folder: Path, sources: list[Path], submissions: Path
+) -> list[dict[str, str]]:
+    """Write ``course/submitted/<student>/<name>/``, the notebooks nbgrader grades for one student's hand-in of one
+    assignment (``submissions``: the folder autograde was given); the own-work findings. A hand-in that
+    :func:`refused_hand_in` refuses is replaced by the released notebook (no answer: its exercises score 0) and each
+    of its exercises is listed with the reason."""
+    target = course / "submitted" / student / name
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    rows: list[dict[str, str]] = []
+    for src in sources:
+        handed_in, release = folder / src.name, course / "release" / name / src.name
+        if not (handed_in.is_file() or handed_in.is_symlink()):
+            continue
+        why = refused_hand_in(handed_in, submissions, course)
+        if why is None:
+            rows += prepare_hand_in(handed_in, src, release, target / src.name)
+            continue
+        print(f"refused {handed_in}: {why}", file=sys.stderr, flush=True)
+        shutil.copyfile(release, target / src.name)
+        ids = [c.metadata.nbgrader["grade_id"] for c in _graded_code_cells(src)]
+        rows += [{"notebook": src.stem, "exercise": ex, "check": "hand-in", "cell": "", "line": "", "reason": why}
+                 for ex in ids]  # fmt: skip
     return rows
 
 

@@ -34,8 +34,10 @@ import html
 import importlib.util
 import io
 import json
+import os
 import re
 import shutil
+import stat
 import sys
 import zipfile
 from collections.abc import Callable
@@ -107,17 +109,31 @@ def _skip(parts: tuple[str, ...]) -> bool:
     return any(p.startswith(".") or p in ("__MACOSX", ".ipynb_checkpoints", "__pycache__") for p in parts)
 
 
-def _folder_entries(folder: Path) -> list[_Entry]:
+def _folder_entries(folder: Path, problems: list[str]) -> list[_Entry]:
+    """The files of an export folder as entries; a symbolic link (to a file or a folder) is refused, never read: it
+    could lead to any file of the machine, the instructor's solutions among them."""
     entries = []
     for path in sorted(folder.rglob("*")):
         parts = path.relative_to(folder).parts
-        if path.is_file() and not _skip(parts):
+        if _skip(parts):
+            continue
+        if path.is_symlink():
+            problems.append(f"{path}: a symbolic link (to {os.readlink(path)}), not a handed-in file; ask for the "
+                            "file itself")  # fmt: skip
+        elif path.is_file():
             entries.append(_Entry(parts, path.read_bytes, str(path)))
     return entries
 
 
+def _escapes(name: str) -> bool:
+    """Whether a zip member's path leads out of the folder it would be unpacked into (``..``, an absolute path)."""
+    name = name.replace("\\", "/")
+    return name.startswith("/") or bool(re.match(r"^[A-Za-z]:", name)) or ".." in name.split("/")
+
+
 def _zip_entries(read: Callable[[], bytes], origin: str, problems: list[str]) -> list[_Entry]:
-    """The files of a zip as entries (read in memory: nothing is unpacked, no member path is trusted)."""
+    """The files of a zip as entries (read in memory: nothing is unpacked, no member path is trusted); a member that
+    is a symbolic link or whose path leads out of the zip is refused."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(read()))
         infos = archive.infolist()
@@ -126,8 +142,14 @@ def _zip_entries(read: Callable[[], bytes], origin: str, problems: list[str]) ->
         return []
     entries = []
     for info in infos:
-        parts = tuple(p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".", ".."))
+        parts = tuple(p for p in info.filename.replace("\\", "/").split("/") if p not in ("", "."))
+        if _escapes(info.filename):  # before the skip: ``..`` starts with a dot
+            problems.append(f"{origin}:{info.filename}: its path leads out of the zip; ask for the hand-in again")
+            continue
         if info.is_dir() or not parts or _skip(parts):
+            continue
+        if stat.S_ISLNK(info.external_attr >> 16):
+            problems.append(f"{origin}:{info.filename}: a symbolic link, not a handed-in file; ask for the file itself")
             continue
         if info.file_size > MAX_MEMBER_BYTES:
             problems.append(f"{origin}:{info.filename}: {info.file_size} bytes, too large for a notebook; skipped")
@@ -153,7 +175,7 @@ def _named_notebook(name: str, stems: list[str]) -> tuple[str, str] | None:
 
 def _unpack_export(export: Path, problems: list[str], course: Path) -> list[_Entry]:
     if export.is_dir():
-        entries = _folder_entries(export)
+        entries = _folder_entries(export, problems)
     elif export.is_file() and export.suffix.lower() == ".zip":
         entries = _zip_entries(export.read_bytes, str(export), problems)
     else:

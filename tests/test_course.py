@@ -9,7 +9,8 @@ several hand-ins at once: the instructor version keeps full marks, one wrong ans
 that exercise's points, the hand-in of issue #26 that gamed four exercises scores 0 for each of
 them and is listed with the reasons (``own_work_review.csv``), partial answers earn partial credit
 and a right yardstick over a wrong ``nearest_distance`` keeps its points, a route only the kernel
-sees and a monkeypatch in a cell the student added are both caught. The many other gaming routes
+sees and a monkeypatch in a cell the student added are both caught, and a hand-in that is a link to the
+instructor's notebook scores 0. The many other gaming routes
 are graded without nbgrader in tests/test_grading_routes.py.
 """
 
@@ -297,6 +298,46 @@ def test_student_build_refuses_a_leak(tmp_path: Path) -> None:
         tool.student(tmp_path / "out", repo=repo)
 
 
+def test_a_linked_hand_in_is_refused_and_graded_as_the_released_notebook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hand-in that is a link to the instructor's notebook (or in a linked folder, or a hard link to it) would be
+    graded with the answers of course/source: refused, graded as the released notebook, every exercise listed."""
+    import os
+
+    tool = _course_tool()
+    s03, name = AUTOGRADED[0], AUTOGRADED[0].parent.name
+    course = tmp_path / "course"
+    for own, notebook in (("source", s03), ("release", REPO / "notebooks" / s03.name)):
+        (course / own / name).mkdir(parents=True)
+        shutil.copyfile(notebook, course / own / name / s03.name)
+    solved = course / "source" / name / s03.name
+    hand_ins = tmp_path / "hand_ins"
+    for student in ("alice", "mallory", "hardy", "bob"):
+        (hand_ins / student).mkdir(parents=True)
+    shutil.copyfile(course / "release" / name / s03.name, hand_ins / "alice" / s03.name)  # honest (unanswered)
+    (hand_ins / "mallory" / s03.name).symlink_to(solved)
+    os.link(solved, hand_ins / "hardy" / s03.name)
+    (hand_ins / "trudy").symlink_to(course / "source", target_is_directory=True)  # nbgrader's layout, linked
+    (hand_ins / "bob" / name).symlink_to(solved.parent, target_is_directory=True)  # a linked folder: not entered
+    found = tool._find_submissions(hand_ins, course)
+    assert sorted(found) == ["alice", "hardy", "mallory", "trudy"], found
+    skipped = capsys.readouterr().err.replace(f"{hand_ins}/", "")
+    assert f"bob/{name}: a symbolic link to a folder" in skipped, skipped
+    why = {s: tool.refused_hand_in(found[s][name] / s03.name, hand_ins, course) for s in found}
+    assert why["alice"] is None, why
+    assert why["mallory"].startswith(f"mallory/{s03.name} is a symbolic link"), why
+    assert why["trudy"].startswith("trudy is a symbolic link") and "hard link" in why["hardy"], why
+    assert "not inside the hand-in folder" in tool.refused_hand_in(solved, hand_ins, course)
+    rows = tool.prepare_submitted(course, "mallory", name, found["mallory"][name], [solved], hand_ins)
+    assert [(r["exercise"], r["check"]) for r in rows] == [("decompose", "hand-in")], rows
+    assert "symbolic link" in rows[0]["reason"] and "refused" in capsys.readouterr().err
+    graded = course / "submitted" / "mallory" / name / s03.name
+    assert graded.read_bytes() == (course / "release" / name / s03.name).read_bytes()  # no answer: scores 0
+    with pytest.raises(tool.CourseError, match="holds or is inside"):
+        tool._find_submissions(course, course)  # the course folder itself: source/ would be a "student"
+
+
 # ---------------------------------------------------------------------------------- executes notebooks
 
 
@@ -348,8 +389,9 @@ def _add_after(notebook: Path, grade_id: str, source: str) -> None:
 
 @pytest.fixture(scope="module")
 def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """One autograde run through course.py over five students (ten notebooks): the instructor version, one wrong
-    answer, the gaming hand-in of issue #26, partial answers, a route only the kernel sees plus a monkeypatch."""
+    """One autograde run through course.py over six students (eleven notebooks): the instructor version, one wrong
+    answer, the gaming hand-in of issue #26, partial answers, a route only the kernel sees plus a monkeypatch, and a
+    hand-in that is a symbolic link to the instructor's notebook."""
     course, base = course_copy["course"], course_copy["base"]
     hand_ins = base / "hand_ins"
     (hand_ins / "instructor").mkdir(parents=True)
@@ -367,6 +409,9 @@ def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
         else:  # notebooks 03 and 5b: partial credit (04's is graded in tests/test_grading_routes.py)
             partial = answers | {k: v for k, v in PARTIAL.items() if k in answers}
             _fill(student, partial, hand_ins / "partial" / source.name)
+    (hand_ins / "linker").mkdir()  # a link to the instructor's notebook: the answers, were it followed
+    s03 = AUTOGRADED[0]
+    (hand_ins / "linker" / s03.name).symlink_to(course / "source" / s03.parent.name / s03.name)
     table = base / "grades.csv"
     _course_tool().autograde(hand_ins, table, course=course, profile="ci", workdir=course_copy["work"])
     with table.open() as fh:
@@ -472,3 +517,14 @@ def test_a_route_only_the_kernel_sees_and_a_monkeypatch_in_an_added_cell_are_cau
         comment = gb.find_comment("gated_residual_answer", N04, N04, "sneaky")
         assert grade.score == 0 and grade.auto_score == 1, (grade.auto_score, grade.manual_score)
         assert "monkeypatching" in comment.manual_comment, comment.manual_comment
+
+
+@pytest.mark.notebooks
+def test_a_hand_in_linked_to_the_instructors_notebook_scores_zero(
+    grades: dict[str, dict[str, str]], review: list[dict[str, str]]
+) -> None:
+    row = grades["linker"]
+    assert float(row[f"{N03}/decompose"]) == 0 and float(row["total"]) == 0, row  # 2 points, had the link been read
+    listed = [r for r in review if r["student"] == "linker"]
+    assert [(r["exercise"], r["check"]) for r in listed] == [("decompose", "hand-in")], listed
+    assert "symbolic link" in listed[0]["reason"], listed

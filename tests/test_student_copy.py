@@ -286,6 +286,35 @@ def test_collect_command_prints_one_line_per_problem(tmp_path: Path, capsys: pyt
     assert "not found" in capsys.readouterr().err
 
 
+def test_collect_refuses_symbolic_links_and_zip_members_that_leave_the_zip(tmp_path: Path) -> None:
+    """A link could lead to the instructor's own notebook (course/source: the answers): never read, one line each."""
+    import stat
+
+    source = REPO / "course" / "source" / N03 / f"{N03}.ipynb"
+    export = tmp_path / "export"
+    (export / "carol").mkdir(parents=True)
+    (export / f"alice_{N03}.ipynb").write_bytes(_released(N03))
+    (export / f"mallory_{N03}.ipynb").symlink_to(source)  # a link to the solutions
+    (export / "carol" / f"{N03}.ipynb").symlink_to(source)
+    (export / "dan").symlink_to(source.parent, target_is_directory=True)  # a linked folder
+    link = zipfile.ZipInfo(f"{N04}.ipynb")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(export / "eve.zip", "w") as zf:
+        zf.writestr(link, str(source))
+        zf.writestr(f"../../eve/{N03}.ipynb", _released(N03))
+        zf.writestr(f"/abs/{N05}.ipynb", _released(N05))
+        zf.writestr(f"ok/{N5B}.ipynb", _released(N5B))
+    result = _handins().collect(export, tmp_path / "out")
+    assert result.students == {"alice": [N03], "eve": [N5B]}, result
+    problems = "\n".join(result.problems)
+    for text in (f"mallory_{N03}.ipynb: a symbolic link", f"carol/{N03}.ipynb: a symbolic link", "dan: a symbolic link",
+                 f"eve.zip:{N04}.ipynb: a symbolic link", f"eve.zip:../../eve/{N03}.ipynb: its path leads out",
+                 f"eve.zip:/abs/{N05}.ipynb: its path leads out"):  # fmt: skip
+        assert problems.count(text) == 1, (text, problems)
+    assert len(result.problems) == 6 and all("\n" not in p for p in result.problems), result.problems
+    assert not (tmp_path / "out" / "mallory").exists() and not (tmp_path / "out" / "carol").exists()
+
+
 # -------------------------------------------------------------------------------------------- solutions
 
 

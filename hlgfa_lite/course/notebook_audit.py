@@ -1,0 +1,147 @@
+"""The source audit of a whole hand-in: which exercises score 0, and why.
+
+The grading tool (``course/course.py autograde``) runs it outside the kernel, where no answer cell can reach it, on
+the notebook rebuilt from the released one and the student's cells: each answer cell and each cell the student
+added is audited (:func:`.source_audit.audit_cell`) knowing what the notebook's own cells bind, and each issue is
+counted against the exercises it can change.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .rules import EXERCISES, Exercise
+from .source_audit import Binding, CellContext, audit_cell, global_reads, parse_cell, scope_bindings
+
+
+@dataclass(frozen=True)
+class Finding:
+    """An exercise that scores 0, and why."""
+
+    exercise: str
+    cell: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.exercise}: {self.cell}, line {self.line}: {self.reason}"
+
+
+@dataclass
+class NotebookCell:
+    """A code cell of the notebook as graded.
+
+    ``kind``: "answer" (an answer cell, ``exercise`` says whose), "added" (a cell the student added),
+    "graded" (a graded cell: ``source`` its visible part, ``hidden`` its hidden tests) or "notebook"."""
+
+    source: str
+    kind: str
+    exercise: str | None = None
+    hidden: str = ""
+    label: str = ""
+
+
+def _module_bindings(source: str) -> dict[str, str]:
+    """Module-level names a notebook cell binds -> "import <module>" (an import) or ""."""
+    tree = parse_cell(source)
+    if tree is None:
+        return {}
+    found = {}
+    for name, exprs in scope_bindings(tree.body).items():
+        origin = ""
+        for expr in exprs:
+            if isinstance(expr, ast.Import):
+                module = next(a.name for a in expr.names if (a.asname or a.name.split(".")[0]) == name)
+                origin = f"import {module if any(a.asname == name for a in expr.names) else name}"
+            elif isinstance(expr, ast.ImportFrom):
+                origin = f"import {expr.module or ''}"
+        found[name] = origin
+    return found
+
+
+def _exercise_bindings(cell: NotebookCell, function: str) -> list[tuple[int, str]]:
+    """How a student cell binds an exercise's function at module level other than by a plain ``def``."""
+    tree = parse_cell(cell.source)
+    if tree is None:
+        return []
+    found = []
+    for name, exprs in scope_bindings(tree.body).items():
+        if name != function:
+            continue
+        for expr in exprs:
+            if expr is not None:  # an assignment, an import, a for target
+                found.append((getattr(expr, "lineno", 0), f"binds {function} to an expression (an alias or a "
+                                                           f"wrapper: write `def {function}(...)`)"))  # fmt: skip
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name == function:
+            if isinstance(node, ast.ClassDef):
+                found.append((node.lineno, f"defines {function} as a class (write a plain `def {function}(...)`)"))
+            elif node.decorator_list:
+                found.append((node.lineno, f"decorates {function} (write a plain `def {function}(...)`)"))
+            elif isinstance(node, ast.AsyncFunctionDef):
+                found.append((node.lineno, f"async def {function} (write a plain `def {function}(...)`)"))
+        if isinstance(node, ast.Global) and function in node.names:
+            found.append((node.lineno, f"global {function}: rebinds the function from inside another"))
+    seen_defs = {n.lineno for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function}
+    nested = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == function]
+    if cell.kind == "answer" and any(n.lineno not in seen_defs for n in nested) and not seen_defs:
+        found.append((nested[0].lineno, f"defines {function} only inside another block (write it at the top level)"))
+    return found
+
+
+def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise] | None = None) -> list[Finding]:
+    """The exercises of a notebook that score 0 and why, from the source of its cells in order.
+
+    An issue in an exercise's answer cell counts against that exercise; one that could change the grading
+    of what follows (a monkeypatch, code from strings, a disallowed import) against every exercise graded
+    after the cell too. An issue in a cell the student added counts against the exercises graded after it
+    whose code (the student's cells up to the graded cell) reads a name the added cell binds – an exploration
+    that compares with the library is not an answer that uses it. Torch's normalisation counts only against
+    exercises that ask for batch norm by hand."""
+    exercises = EXERCISES if exercises is None else exercises
+    graded = {c.exercise: i for i, c in enumerate(cells) if c.kind == "graded" and c.exercise in exercises}
+    student: Binding = {}
+    hidden: set[str] = set()
+    bound: dict[int, set[str]] = {}  # student cell -> the names it binds at module level
+    loads: dict[int, set[str]] = {}  # student cell -> the names it reads from the namespace
+    for i, cell in enumerate(cells):
+        if cell.kind in ("answer", "added"):
+            tree = parse_cell(cell.source)
+            bindings = scope_bindings(tree.body) if tree else {}
+            for name, exprs in bindings.items():
+                student.setdefault(name, []).extend(exprs)
+            bound[i] = set(bindings)
+            loads[i] = global_reads(tree) if tree else set()
+        hidden |= set(_module_bindings(cell.hidden)) if cell.hidden else set()
+
+    def used(i: int, exercise: str) -> bool:
+        """Does another student cell before ``exercise``'s graded cell read a name that cell ``i`` binds?"""
+        return any(bound[i] & loads[j] for j in loads if j != i and j < graded[exercise])
+
+    findings: list[Finding] = []
+    notebook: dict[str, str] = {}
+    for i, cell in enumerate(cells):
+        label = cell.label or f"cell {i + 1}"
+        later = [name for name, at in graded.items() if at > i]
+        if cell.kind in ("answer", "added"):
+            context = CellContext(dict(notebook), student, frozenset(hidden - set(notebook)), known=True)
+            for issue in audit_cell(cell.source, context):
+                own = [cell.exercise] if cell.kind == "answer" and cell.exercise in graded else []
+                if issue.tamper:
+                    hit = sorted(set(own + later))
+                elif cell.kind == "added":  # a cell the student added: what later code takes from it
+                    hit = [name for name in later if used(i, name)]
+                else:
+                    hit = own
+                if issue.norm:
+                    hit = [name for name in hit if exercises[name].batch_norm]
+                findings += [Finding(name, label, issue.line, issue.reason) for name in hit]
+            for name in later:
+                for line, reason in _exercise_bindings(cell, exercises[name].function):
+                    findings.append(Finding(name, label, line, reason))
+        else:
+            notebook.update(_module_bindings(cell.source))
+    unique = {(f.exercise, f.cell, f.line, f.reason): f for f in findings}
+    return sorted(unique.values(), key=lambda f: (graded[f.exercise], f.cell, f.line))

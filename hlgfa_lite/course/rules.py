@@ -1,0 +1,100 @@
+"""The rules of the own-work check: the graded exercises, and what an answer may use.
+
+The allow- and deny-lists (modules, built-ins, attributes, IPython magics, torch's normalisation in any spelling)
+that the source audit (:mod:`.source_audit`), the walk of the objects (:mod:`.reach`) and the watch of what runs
+(:mod:`.watch`) share: one place, so that the three checks agree on what an answer may not reach.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+FRESH_PREFIX = "_hlgfa_grading"
+"""Module-name prefix of the fresh copies of the package the hidden tests load (:mod:`.grading`)."""
+MARKER = "write it yourself"
+"""Every own-work rejection contains this (the grading tool finds runtime rejections by it)."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A graded exercise: the function its answer cell defines, what it may not use."""
+
+    function: str
+    batch_norm: bool = False
+    depends_on: tuple[str, ...] = ()
+    """Functions of earlier exercises it may call: graded on their own, not followed here."""
+
+
+EXERCISES = {
+    "decompose": Exercise("my_decompose"),
+    "modulate": Exercise("modulate", batch_norm=True),
+    "gated_residual": Exercise("gated_residual"),
+    "misalignment": Exercise("misalignment"),
+    "nearest_distance": Exercise("nearest_distance"),
+    "position_yardstick": Exercise("position_yardstick", depends_on=("nearest_distance",)),
+}
+"""grade_id of the graded cell -> the exercise (answer cell: ``<grade_id>_answer``)."""
+
+ALLOWED_MODULES = frozenset(
+    {"__future__", "torch", "numpy", "math", "cmath", "itertools", "functools", "operator", "collections",
+     "typing", "dataclasses", "statistics", "random", "time", "matplotlib", "einops", "abc", "enum",
+     "numbers", "fractions", "decimal", "string", "textwrap", "heapq", "bisect", "copy", "pprint", "warnings",
+     "IPython.display", "tqdm"}
+)  # fmt: skip
+"""What an answer may import (and submodules, except those in :data:`DENIED_SUBMODULES`)."""
+ESCAPES = frozenset(
+    {"sys", "os", "builtins", "importlib", "inspect", "gc", "types", "ctypes", "subprocess", "pickle", "marshal",
+     "runpy", "pkgutil", "zipimport", "codeop", "code", "linecache", "threading", "weakref", "atexit", "imp",
+     "site", "shutil", "pathlib", "io", "timeit"}
+)  # fmt: skip
+"""Modules other modules hold as attributes (``torch.sys``, ``typing.sys``): reached by that name from any
+object (``[torch][0].sys.modules``), they reach everything (the library, the hidden tests' imports)."""
+DENIED_SUBMODULES = frozenset(
+    {"ops", "library", "hub", "package", "jit", "fx", "export", "compiler", "utils", "overrides", "serialization",
+     "multiprocessing", "distributed", "ctypeslib", "lib", "testing", "f2py", "distutils", "_dynamo"}
+)  # fmt: skip
+DYNAMIC = frozenset(
+    {"eval", "exec", "compile", "__import__", "globals", "locals", "vars", "getattr", "hasattr", "setattr",
+     "delattr", "open", "breakpoint"}
+)  # fmt: skip
+"""Built-ins that run code from strings, look names up by computed strings, or change objects or files."""
+LITERAL_LOOKUP = frozenset({"getattr", "hasattr"})
+"""...unless called with a literal name: ``getattr(x, "mean")`` is read as ``x.mean``."""
+ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__doc__", "__call__", "__len__", "__getitem__", "__iter__",
+                             "__next__", "__repr__", "__str__", "__enter__", "__exit__", "__post_init__"})  # fmt: skip
+DENIED_ATTRIBUTES = frozenset(
+    {"f_back", "f_locals", "f_globals", "f_builtins", "f_code", "tb_frame", "tb_next", "gi_frame", "gi_code",
+     "cr_frame", "cr_code", "ag_frame", "ag_code", "co_code", "co_consts", "co_names",
+     "write_text", "write_bytes", "save", "savez", "savez_compressed", "savetxt", "tofile", "unlink", "rmdir",
+     "chmod", "touch", "symlink_to", "hardlink_to",
+     "attrgetter", "methodcaller", "get_ipython", "user_ns", "user_global_ns", "run_cell", "run_line_magic",
+     "run_cell_magic", "import_module", "reload", "load", "loads",
+     "get_type_hints", "ForwardRef", "Formatter", "get_field", "measure", "compile", "timeit", "Timer",
+     "setprofile", "settrace", "get_referrers", "get_referents", "get_objects"}
+    | DENIED_SUBMODULES
+    | ESCAPES
+)  # fmt: skip
+"""Attributes that reach frames, code, files, computed look-ups (``typing.get_type_hints`` and
+``string.Formatter().get_field`` evaluate strings) or torch's internals, on any object."""
+ALLOWED_MAGICS = frozenset({"matplotlib", "pinfo", "pinfo2", "time", "timeit", "who", "whos"})
+IPYTHON_NAMES = re.compile(r"^(In|Out|_ih|_oh|_dh|_i+|_+|_i?\d+|exit|quit|get_ipython)$")
+NORM = re.compile(
+    r"batch_?norm|instance_?norm|layer_?norm|group_?norm|rms_?norm|local_?response_?norm|normaliz|norm_?base|syncbn",
+    re.IGNORECASE,
+)
+"""torch's normalisation in any spelling (``modulate`` asks for batch norm by hand)."""
+BATCH_NORM_NAMES = frozenset(
+    {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "LazyBatchNorm2d", "SyncBatchNorm", "batch_norm",
+     "functional_batch_norm", "native_batch_norm", "_batch_norm_impl_index"}
+)  # fmt: skip
+"""Names that give batch norm away (kept for callers; :data:`NORM` is what the checks use)."""
+
+
+def module_allowed(module: str) -> bool:
+    """May an answer import ``module`` (or hold it)? On the list, and no denied or private submodule."""
+    parts = module.split(".")
+    allowed = any(module == m or module.startswith(m + ".") for m in ALLOWED_MODULES)
+    return allowed and not any(p in DENIED_SUBMODULES or (p.startswith("_") and p != "__future__") for p in parts[1:])

@@ -1,0 +1,566 @@
+"""Is an answer cell's source the student's own work? The syntax tree of one cell, audited.
+
+The answer cells (and any cell a student added) are parsed (IPython's magics turned into Python first) and
+every construct that reaches the library, the checker's reference or torch's normalisation, or that could change
+what the grader sees, is reported with its line:
+
+* imports of anything but a short list of modules (``torch``, ``numpy``, ``math`` …; never ``hlgfa_lite``,
+  ``importlib``, ``sys``, ``builtins``, ``os``, ``types``, ``inspect``, ``pickle``, ``marshal`` …), star imports;
+* code run from strings or looked up by computed names: ``eval``, ``exec``, ``compile``, ``__import__``,
+  ``globals()``, ``locals()``, ``vars()``, ``getattr``/``hasattr`` with a name that is not a literal,
+  ``setattr``, ``delattr``, ``open``, IPython magics other than ``%matplotlib``/``%time``/``%timeit``/``?``;
+* interpreter internals: any ``__dunder__`` name or attribute (``__dict__``, ``__globals__``, ``__code__``,
+  ``__wrapped__`` …), frames and code objects, private attributes (``torch._C``), ``torch.ops``,
+  ``torch.library``, ``torch.hub``, ``torch.jit``, ``torch.overrides``, ``torch.utils``, loading or saving
+  files (``torch.load``, ``np.load`` …), ``operator.attrgetter``, ``register_*`` hooks on torch;
+* monkeypatching: assigning to (or deleting) an attribute or item of anything that is not the student's own
+  object (a module, a notebook object, the checker), ``global`` of a notebook name, rebinding a name the
+  notebook imported, classes that change how Python or torch treats their objects (``__torch_function__``,
+  metaclasses);
+* the exercise's own function bound other than by a plain, undecorated ``def`` (an alias, a ``lambda``, a
+  ``functools.partial``/``lru_cache``, an instance of a class with ``__call__``, a decorator);
+* names the student's code does not define and the notebook shows nowhere (the grader's ``_reference``,
+  IPython's ``In``/``Out`` history) and names the notebook imported from ``hlgfa_lite``;
+* for ``modulate``: torch's normalisation in any spelling (``BatchNorm*``, ``batch_norm``, ``instance_norm``,
+  ``layer_norm``, ``group_norm``, ``normalize``, ``torch.nn.modules.batchnorm`` …) — a helper the student wrote
+  and called ``batch_norm`` is their own and passes.
+
+The grading tool (``course/course.py autograde``) runs it outside the kernel on the handed-in notebook, where no
+answer cell can reach it; the checkers run it again in the kernel on the cell that defined the function.
+
+:func:`audit_cell` reports each issue with its line; :mod:`.notebook_audit` says which exercises it counts against.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import types
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .objects import from_package, student_code
+from .rules import (
+    ALLOWED_DUNDERS,
+    ALLOWED_MAGICS,
+    DENIED_ATTRIBUTES,
+    DYNAMIC,
+    IPYTHON_NAMES,
+    LITERAL_LOOKUP,
+    NORM,
+    module_allowed,
+)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One thing a cell does that an answer may not: its line, the reason, how far it reaches."""
+
+    line: int
+    reason: str
+    tamper: bool = False
+    """Could change the grading of what comes after (a monkeypatch, code from strings …), not only this answer."""
+    norm: bool = False
+    """Only forbidden where the exercise asks for batch norm by hand."""
+
+
+@dataclass
+class _Scope:
+    kind: str  # "module", "function", "class", "comprehension"
+    bindings: dict[str, list[ast.AST | None]] = field(default_factory=dict)  # name -> value exprs (None: own)
+
+
+Binding = dict[str, list[ast.AST | None]]
+
+
+def _transform(source: str) -> str:
+    """IPython's magics and shell escapes as the Python calls the kernel runs."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:  # pragma: no cover - IPython comes with the notebooks extra
+        return "\n".join("pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    return TransformerManager().transform_cell(source)
+
+
+def parse_cell(source: str) -> ast.Module | None:
+    """The cell's syntax tree (None if it does not parse: it will fail when run, which grades it)."""
+    try:
+        return ast.parse(_transform(source))
+    except (SyntaxError, ValueError):
+        try:
+            return ast.parse(source)
+        except (SyntaxError, ValueError):
+            return None
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    if isinstance(node, ast.Subscript):
+        return f"{_dotted(node.value)}[…]"
+    if isinstance(node, ast.Call):
+        return f"{_dotted(node.func)}(…)"
+    return type(node).__name__
+
+
+def _is_literal_lookup(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in LITERAL_LOOKUP
+        and len(node.args) >= 2
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+    )
+
+
+def _root(node: ast.AST) -> str | None:
+    """The name an attribute/item chain starts from (``torch`` for ``torch.nn.functional.x[0]``)."""
+    while True:
+        if isinstance(node, ast.Attribute | ast.Subscript | ast.Starred):
+            node = node.value
+        elif _is_literal_lookup(node):
+            node = node.args[0]  # type: ignore[attr-defined]
+        elif isinstance(node, ast.Name):
+            return node.id
+        else:
+            return None
+
+
+def _target_names(target: ast.AST) -> Iterator[str]:
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, ast.Tuple | ast.List):
+        for elt in target.elts:
+            yield from _target_names(elt)
+    elif isinstance(target, ast.Starred):
+        yield from _target_names(target.value)
+
+
+def scope_bindings(body: Sequence[ast.AST], args: ast.arguments | None = None) -> Binding:
+    """Names bound directly in a scope (not in nested functions or classes) -> the expressions bound to them."""
+    found: Binding = {}
+
+    def bind(name: str, value: ast.AST | None) -> None:
+        found.setdefault(name, []).append(value)
+
+    if args is not None:
+        positional = [*args.posonlyargs, *args.args]
+        defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+        for arg, default in zip(positional, defaults, strict=True):
+            bind(arg.arg, default)
+        for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+            bind(arg.arg, default)
+        for arg in (args.vararg, args.kwarg):
+            if arg is not None:
+                bind(arg.arg, None)
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bind(node.name, None)
+            for dec in node.decorator_list:
+                visit(dec)
+            return
+        if isinstance(node, ast.Lambda | ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            return
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                for name in _target_names(target):
+                    bind(name, node.value)
+        elif isinstance(node, ast.NamedExpr) or (
+            isinstance(node, ast.AnnAssign | ast.AugAssign) and isinstance(node.target, ast.Name)
+        ):
+            bind(node.target.id, node.value)
+        elif isinstance(node, ast.For | ast.AsyncFor):
+            for name in _target_names(node.target):
+                bind(name, node.iter)
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            for name in _target_names(node.optional_vars):
+                bind(name, None)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bind(node.name, None)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name != "*":
+                    bind(alias.asname or alias.name.split(".")[0], node)
+        elif isinstance(node, ast.MatchAs | ast.MatchStar) and node.name:
+            bind(node.name, None)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    for stmt in body:
+        visit(stmt)
+    return found
+
+
+def _comprehension_bindings(node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp) -> Binding:
+    found: Binding = {}
+    for gen in node.generators:
+        for name in _target_names(gen.target):
+            found.setdefault(name, []).append(gen.iter)
+    return found
+
+
+@dataclass
+class CellContext:
+    """What the audit knows beyond the cell: the notebook's names and the student's other cells."""
+
+    notebook: dict[str, str] = field(default_factory=dict)
+    """Names the notebook's own cells bind before this cell -> "import <module>" or "" (any other value)."""
+    student: Binding = field(default_factory=dict)
+    """Module-level names the student's cells bind (all of them) -> their value expressions."""
+    hidden: frozenset[str] = frozenset()
+    """Names only the hidden tests bind (the grader's)."""
+    known: bool = False
+    """False in the kernel: the notebook is unknown, names not bound in the cell are taken as not the student's."""
+    namespace: dict[str, Any] | None = None
+    """In the kernel: the function's globals, to tell the student's own objects from modules and library objects."""
+
+
+class _Audit(ast.NodeVisitor):
+    def __init__(self, module: ast.Module, context: CellContext):
+        self.issues: list[Issue] = []
+        self.context = context
+        self.scopes = [_Scope("module", scope_bindings(module.body))]
+
+    # -- resolution ---------------------------------------------------------------------------------
+
+    def _lookup(self, name: str) -> tuple[str, list[ast.AST | None]]:
+        """Where ``name`` is bound from here: ("local", exprs), ("cell", exprs), ("student", exprs),
+        ("notebook", []), ("builtin", []) or ("unknown", [])."""
+        innermost = True
+        for scope in reversed(self.scopes):
+            if scope.kind == "module":
+                break
+            if scope.kind == "class" and not innermost:
+                continue
+            if name in scope.bindings:
+                return "local", scope.bindings[name]
+            innermost = False
+        if name in self.scopes[0].bindings:
+            return "cell", self.scopes[0].bindings[name]
+        if name in self.context.student:
+            return "student", self.context.student[name]
+        if name in self.context.notebook:
+            return "notebook", []
+        if hasattr(builtins, name):
+            return "builtin", []
+        return "unknown", []
+
+    def _external(self, name: str, depth: int = 0) -> bool:
+        """Is ``name`` an object that is not the student's own (a module, a notebook object, an alias of one)?"""
+        where, exprs = self._lookup(name)
+        if where == "unknown" and self.context.namespace is not None and name in self.context.namespace:
+            return _not_own(self.context.namespace[name])
+        if where in ("notebook", "builtin") or (where == "unknown" and not self.context.known):
+            return True
+        if where == "unknown" or depth > 8:
+            return where == "unknown" and not self.context.known
+        return any(expr is not None and self._external_expr(expr, depth + 1) for expr in exprs)
+
+    def _external_expr(self, expr: ast.AST, depth: int = 0) -> bool:
+        if isinstance(expr, ast.Import | ast.ImportFrom):
+            return True
+        if isinstance(expr, ast.Name):
+            return self._external(expr.id, depth)
+        if isinstance(expr, ast.Attribute | ast.Subscript | ast.Starred | ast.NamedExpr):
+            return self._external_expr(expr.value, depth)
+        if _is_literal_lookup(expr):
+            return self._external_expr(expr.args[0], depth)  # type: ignore[attr-defined]
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and expr.func.id == "type" and expr.args:
+            return self._external_expr(expr.args[0], depth)
+        if isinstance(expr, ast.Tuple | ast.List | ast.Set):
+            return any(self._external_expr(e, depth) for e in expr.elts)
+        if isinstance(expr, ast.Dict):
+            return any(self._external_expr(v, depth) for v in expr.values)
+        if isinstance(expr, ast.IfExp):
+            return self._external_expr(expr.body, depth) or self._external_expr(expr.orelse, depth)
+        if isinstance(expr, ast.BoolOp):
+            return any(self._external_expr(v, depth) for v in expr.values)
+        return False  # a call, an operation, a literal: a new object
+
+    def _report(self, node: ast.AST, reason: str, *, tamper: bool = False, norm: bool = False) -> None:
+        self.issues.append(Issue(getattr(node, "lineno", 0), reason, tamper, norm))
+
+    # -- scopes -------------------------------------------------------------------------------------
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        for default in [*node.args.defaults, *node.args.kw_defaults]:
+            if default is not None:
+                self.visit(default)
+        if not isinstance(node, ast.Lambda):
+            for dec in node.decorator_list:
+                self.visit(dec)
+            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs, node.args.vararg,
+                        node.args.kwarg]:  # fmt: skip
+                if arg is not None and arg.annotation is not None:
+                    self._annotation(arg.annotation)
+            if node.returns is not None:
+                self._annotation(node.returns)
+            self._dunder_def(node)
+        body = [node.body] if isinstance(node, ast.Lambda) else node.body
+        self.scopes.append(_Scope("function", scope_bindings(body, node.args)))
+        for stmt in body:
+            self.visit(stmt)
+        self.scopes.pop()
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+    def _dunder_def(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        name = node.name
+        if name.startswith("__") and name.endswith("__") and name not in ALLOWED_DUNDERS:
+            self._report(node, f"defines {name}, which changes how Python or torch treats your objects", tamper=True)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for expr in [*node.decorator_list, *node.bases]:
+            self.visit(expr)
+        for keyword in node.keywords:
+            self._report(node, f"class {node.name}({keyword.arg}=…) changes how Python builds it", tamper=True)
+            self.visit(keyword.value)
+        self.scopes.append(_Scope("class", scope_bindings(node.body)))
+        for stmt in node.body:
+            self.visit(stmt)
+        self.scopes.pop()
+
+    def _comprehension(self, node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp) -> None:
+        self.visit(node.generators[0].iter)  # evaluated in the enclosing scope
+        self.scopes.append(_Scope("comprehension", _comprehension_bindings(node)))
+        for i, gen in enumerate(node.generators):
+            if i:
+                self.visit(gen.iter)
+            self.visit(gen.target)
+            for cond in gen.ifs:
+                self.visit(cond)
+        for part in (node.key, node.value) if isinstance(node, ast.DictComp) else (node.elt,):
+            self.visit(part)
+        self.scopes.pop()
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+    # -- imports ------------------------------------------------------------------------------------
+
+    def _import(self, node: ast.AST, module: str, names: Sequence[ast.alias]) -> None:
+        if module.split(".")[0] == "hlgfa_lite":
+            self._report(node, f"imports {module} (the library: the exercise asks you to write it yourself)")
+            return
+        if not module_allowed(module):
+            self._report(node, f"imports {module}, which these exercises do not need (it can reach or change the "
+                               "grader)", tamper=True)  # fmt: skip
+            return
+        for alias in names:
+            if alias.name == "*":
+                self._report(node, f"from {module} import * (import the names you use)", tamper=True)
+            elif alias.name.startswith("_") and alias.name != "annotations":
+                self._report(node, f"imports {module}.{alias.name} (torch's internals)")
+            elif alias.name in DENIED_ATTRIBUTES:
+                self._report(node, f"imports {module}.{alias.name} (code or files from outside your cell)", tamper=True)
+            if NORM.search(alias.name):
+                self._report(node, f"imports {module}.{alias.name} (torch's batch norm or normalisation)", norm=True)
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._import(node, alias.name, [])
+            if NORM.search(alias.name):
+                self._report(node, f"imports {alias.name} (torch's batch norm or normalisation)", norm=True)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = "." * node.level + (node.module or "")
+        if node.level:
+            self._report(node, f"relative import from {module}", tamper=True)
+            return
+        self._import(node, module, node.names)
+        for alias in node.names:
+            if module_allowed(module) and not module_allowed(f"{module}.{alias.name}") and alias.name != "*":
+                self._report(node, f"imports {module}.{alias.name} (torch's internals or code from files)", tamper=True)
+
+    # -- names and attributes -----------------------------------------------------------------------
+
+    def rebinds(self) -> None:
+        """Module-level bindings of a name the notebook imported, other than by importing it again."""
+        for name, exprs in self.scopes[0].bindings.items():
+            origin = self.context.notebook.get(name, "")
+            if origin.startswith("import") and any(not isinstance(e, ast.Import | ast.ImportFrom) for e in exprs):
+                line = min((getattr(e, "lineno", 0) for e in exprs if e is not None), default=0)
+                self.issues.append(Issue(line, f"rebinds {name}, which the notebook imported ({origin})", tamper=True))
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self._name_load(node, node.id, self._lookup(node.id)[0])
+
+    def _name_load(self, node: ast.Name, name: str, where: str) -> None:
+        if name.startswith("__") and name.endswith("__") and name not in ALLOWED_DUNDERS:
+            self._report(node, f"uses {name} (the interpreter's internals)", tamper=True)
+        elif name in DYNAMIC and where == "builtin":
+            self._report(node, f"uses {name}() (runs code or looks names up by strings)", tamper=True)
+        elif IPYTHON_NAMES.match(name) and where in ("builtin", "unknown", "notebook"):
+            self._report(node, f"uses {name} (IPython's history or shell, not your code)", tamper=True)
+        elif where in ("unknown", "notebook") and name in self.context.hidden:
+            self._report(node, f"uses {name}, which only the hidden tests define (the grader's reference)")
+        elif where == "unknown" and self.context.known and name.startswith("_"):
+            self._report(node, f"uses {name}, which neither your cells nor the notebook define")
+        elif where == "notebook":
+            origin = self.context.notebook[name]
+            if "hlgfa_lite" in origin:
+                self._report(node, f"uses {name} ({origin}: the library, which the exercise asks you to write)")
+            elif origin.startswith("import ") and not module_allowed(origin.split()[1]):
+                self._report(node, f"uses {name} ({origin}), which these exercises do not need", tamper=True)
+        resolvable = where in ("builtin", "notebook") or (where == "unknown" and self.context.known)
+        if resolvable and NORM.search(name):
+            self._report(node, f"uses {name} (torch's batch norm or normalisation)", norm=True)
+
+    def _attribute_name(self, node: ast.AST, name: str, base: ast.AST) -> None:
+        external = (root := _root(base)) is None or self._external(root)
+        if name.startswith("__") and name.endswith("__"):
+            if name not in ALLOWED_DUNDERS:
+                self._report(node, f"reaches .{name} (the interpreter's internals)", tamper=True)
+        elif name in DENIED_ATTRIBUTES:
+            self._report(node, f"reaches {_dotted(base)}.{name} (frames, files, code or torch's internals)",
+                         tamper=True)  # fmt: skip
+        elif name.startswith("_") and external:
+            self._report(node, f"reaches {_dotted(base)}.{name} (a private attribute: torch's internals)")
+        elif name.startswith("register") and external:
+            self._report(node, f"reaches {_dotted(base)}.{name} (a hook that changes torch for everyone)", tamper=True)
+        if NORM.search(name):
+            self._report(node, f"reaches {_dotted(base)}.{name} (torch's batch norm or normalisation)", norm=True)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self._attribute_name(node, node.attr, node.value)
+        self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in LITERAL_LOOKUP and self._lookup(func.id)[0] == "builtin":
+            if _is_literal_lookup(node):
+                self._attribute_name(node, node.args[1].value, node.args[0])  # type: ignore[attr-defined]
+                for arg in [node.args[0], *node.args[2:], *(k.value for k in node.keywords)]:
+                    self.visit(arg)
+                return
+            self._report(node, f"{func.id}() with a computed name (an attribute looked up by a string)")
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                self.visit(arg)
+            return None
+        if self._magic(node):
+            return None
+        return self.generic_visit(node)
+
+    def _magic(self, node: ast.Call) -> bool:
+        """``get_ipython().run_line_magic(...)``: True when it is an allowed magic (its code audited)."""
+        func = node.func
+        call = isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call)
+        if not (call and isinstance(func.value.func, ast.Name) and func.value.func.id == "get_ipython"):  # type: ignore[union-attr]
+            return False
+        args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
+        magic = str(args[0]).lstrip("%") if args else ""
+        if func.attr in ("run_line_magic", "run_cell_magic") and magic in ALLOWED_MAGICS:  # type: ignore[union-attr]
+            code = args[-1] if magic in ("time", "timeit") else None
+            if isinstance(code, str):
+                tree = parse_cell(code)
+                if tree is not None:
+                    inner = _Audit(tree, self.context)
+                    inner.scopes = [*self.scopes, _Scope("function", scope_bindings(tree.body))]
+                    for stmt in tree.body:
+                        inner.visit(stmt)
+                    self.issues += [Issue(node.lineno, i.reason, i.tamper, i.norm) for i in inner.issues]
+            return True
+        attr = getattr(func, "attr", "")
+        what = f"!{args[0]}" if attr in ("system", "getoutput") and args else f"%{magic}" if magic else attr
+        self._report(node, f"runs {what} (an IPython magic or shell command: any code)", tamper=True)
+        return True
+
+    # -- changes to objects that are not the student's own ------------------------------------------
+
+    def _check_target(self, target: ast.AST, verb: str) -> None:
+        if isinstance(target, ast.Tuple | ast.List):
+            for elt in target.elts:
+                self._check_target(elt, verb)
+        elif isinstance(target, ast.Starred):
+            self._check_target(target.value, verb)
+        elif isinstance(target, ast.Attribute | ast.Subscript):
+            root = _root(target.value)
+            if root is not None and self._external(root):
+                self._report(target, f"{verb} {_dotted(target)}, which is not your object (monkeypatching)",
+                             tamper=True)  # fmt: skip
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._check_target(target, "assigns to")
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._check_target(node.target, "changes")
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self._check_target(node.target, "assigns to")
+        for child in (node.target, node.value):
+            if child is not None:
+                self.visit(child)
+        self._annotation(node.annotation)
+
+    def _annotation(self, node: ast.AST) -> None:
+        """An annotation; one written as a string is code too (``typing.get_type_hints`` and
+        ``functools.singledispatch`` evaluate it): audited as the expression it holds."""
+        self.visit(node)
+        for text in [n for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]:
+            try:
+                expr = ast.parse(text.value.strip(), mode="eval").body
+            except (SyntaxError, ValueError):
+                continue  # not an expression: evaluating it fails
+            for inner in ast.walk(expr):
+                ast.copy_location(inner, text)
+            self._annotation(expr)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            self._check_target(target, "deletes")
+        self.generic_visit(node)
+
+    def visit_For(self, node: ast.For) -> None:
+        self._check_target(node.target, "assigns to")
+        self.generic_visit(node)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        for name in node.names:
+            if name in self.context.notebook or (not self.context.known and name not in self.scopes[0].bindings):
+                self._report(node, f"global {name}: changes a name the notebook defines", tamper=True)
+
+
+def _not_own(obj: Any) -> bool:
+    """In the kernel: is this global a module, a library object or torch's, rather than the student's own?"""
+    if isinstance(obj, types.ModuleType) or from_package(obj):
+        return True
+    return isinstance(obj, type | types.FunctionType | types.BuiltinFunctionType) and not student_code(obj)
+
+
+class _Reads(_Audit):
+    """The names a cell's code reads from the notebook's namespace (not its functions' local names)."""
+
+    def __init__(self, module: ast.Module):
+        super().__init__(module, CellContext(known=True))
+        self.reads: set[str] = set()
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load) and self._lookup(node.id)[0] != "local":
+            self.reads.add(node.id)
+
+
+def global_reads(tree: ast.Module) -> set[str]:
+    reads = _Reads(tree)
+    for stmt in tree.body:
+        reads.visit(stmt)
+    return reads.reads
+
+
+def audit_cell(source: str, context: CellContext | None = None) -> list[Issue]:
+    """What ``source`` (one notebook cell, magics allowed) does that an answer may not, line by line."""
+    tree = parse_cell(source)
+    if tree is None:
+        return []
+    audit = _Audit(tree, context or CellContext())
+    for stmt in tree.body:
+        audit.visit(stmt)
+    audit.rebinds()
+    return audit.issues

@@ -1230,6 +1230,21 @@ def gated_residual(x, correction, gate_logits):
     return torch.compile(lambda a, b, c: a + torch.sigmoid(c) * b)(x, correction, gate_logits)
 """,
     ),
+    "timeit_setup_option": (  # %timeit's -s setup code ran unread
+        "decompose",
+        """def my_decompose(features, kernel):
+    return features, features * 0
+
+
+%timeit -n1 -r1 -s "import hlgfa_lite.method.blocks as b; globals()['my_decompose'] = b.decompose" pass
+""",
+    ),
+    "cell_timeit_setup_line": (  # %%timeit's line is its setup code
+        "decompose",
+        """%%timeit -n1 -r1 import hlgfa_lite.method.blocks as b; globals()['my_decompose'] = b.decompose
+pass
+""",
+    ),
 }
 
 

@@ -454,8 +454,19 @@ class _Audit(ast.NodeVisitor):
             return False
         args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
         magic = str(args[0]).lstrip("%") if args else ""
+        timing = magic in ("time", "timeit")
+        if timing and func.attr in ("run_line_magic", "run_cell_magic"):  # type: ignore[union-attr]
+            line = args[1] if len(args) > 1 else ""  # %%timeit's line is its setup code, run unread
+            cell = func.attr == "run_cell_magic"  # type: ignore[union-attr]
+            if not isinstance(line, str) or (line.strip() if cell else line.lstrip().startswith("-")):
+                self._report(node, f"runs %{magic} with options or setup code the grader does not read: time "
+                                   "the call alone", tamper=True)  # fmt: skip
+                return True
+            if not (isinstance(args[-1], str) and parse_cell(args[-1]) is not None):
+                self._report(node, f"runs %{magic} on code that is not Python the grader can read", tamper=True)
+                return True
         if func.attr in ("run_line_magic", "run_cell_magic") and magic in ALLOWED_MAGICS:  # type: ignore[union-attr]
-            code = args[-1] if magic in ("time", "timeit") else None
+            code = args[-1] if timing else None
             if isinstance(code, str):
                 tree = parse_cell(code)
                 if tree is not None:

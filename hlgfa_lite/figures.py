@@ -320,6 +320,6 @@ def ablation_differences(records: Mapping[str, Mapping[str, object]]) -> Figure:
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(y, variants)
     axes[0].invert_yaxis()
-    fig.suptitle("paired difference to full, mean over seeds, with its 95% bootstrap interval over test images", fontsize=9)
+    fig.suptitle("paired difference to full, mean over seeds, 95% bootstrap interval over test images", fontsize=9)
     axes[1].legend(fontsize=8, loc="lower left", bbox_to_anchor=(1.0, 0.0))
     return fig

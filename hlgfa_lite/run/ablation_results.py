@@ -18,6 +18,8 @@ import torch
 
 from ..errors import DataError
 from ..method.config import HLGFAConfig
+from .ablation import ci_text
+from .stats import BOOTSTRAP_REPS, MAP_SIDE
 
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results" / "ablation"
 """``results/ablation/<set>.json`` in the repository."""
@@ -57,7 +59,7 @@ def results_record(
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "seconds": round(seconds, 1),
-        "bootstrap": {"replicates": 500, "pixel_maps_pooled_to": 32, "level": 0.95},
+        "bootstrap": {"replicates": BOOTSTRAP_REPS, "pixel_maps_pooled_to": MAP_SIDE, "level": 0.95},
         "variants": {
             name: {
                 "overrides": {k: v for k, v in rows[0]["config"].items() if k != "seed" and defaults.get(k) != v},
@@ -133,11 +135,8 @@ def effect(diff: list | None) -> str:
 
 
 def _ci(diff: list | None) -> str:
-    if not diff:
-        return "–"
-    point, lo, hi = diff
     mark = " *" if effect(diff) in ("better", "worse") else ""
-    return f"{point:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
+    return (ci_text(diff) + mark) if diff else "–"
 
 
 def markdown_table(record: dict) -> str:

@@ -29,12 +29,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)  ## the main job: demo data -> train -> evaluate -> figures in runs/demo
 	$(VENV)/bin/hlgfa-lite demo --out runs/demo
 
+# pytest workers: one per core, at most 4 (each holds torch and a backbone; every test uses one torch thread)
+WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+
 unit: $(STAMP)  ## fast unit suite (no notebooks, no browser)
-	$(PY) -m pytest -q -m "not notebooks and not browser" tests
+	$(PY) -m pytest -q -n $(WORKERS) -m "not notebooks and not browser" tests
 
 test: $(STAMP) browser-deps  ## everything CI runs: lint, unit, notebooks (papermill + nbval), browser
 	$(VENV)/bin/ruff check hlgfa_lite tests benchmarks
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(WORKERS) tests
 
 notebooks: $(STAMP)  ## executed copies of the course notebooks in executed/ (outside git)
 	$(PY) -m hlgfa_lite.course.notebook_runner --out executed

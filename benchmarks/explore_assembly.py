@@ -25,9 +25,9 @@ import real_data as rd
 import torch
 import torch.nn.functional as F
 
-from hlgfa_lite.method.anomaly_map import build_map_generator, combine_levels
+from hlgfa_lite.method.anomaly_map import MEASURES, build_map_generator, combine_levels
 from hlgfa_lite.method.calibration import calibration_batches
-from hlgfa_lite.method.config import MEASURES, HLGFAConfig
+from hlgfa_lite.method.config import HLGFAConfig
 from hlgfa_lite.method.scoring.memory_bank import MemoryBankNormalModel, aggregate
 from hlgfa_lite.run.evaluate import load_test_split
 from hlgfa_lite.run.metrics import image_auroc, summarize

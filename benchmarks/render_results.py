@@ -1,4 +1,5 @@
-"""Regenerate the ablation section of docs/RESULTS.md and its figures from results/ablation/*.json.
+"""Regenerate docs/RESULTS.md's generated sections: the ablation (and its figures) from
+results/ablation/*.json, the side-by-side runs with the peers from results/peers/*.json.
 
     .venv/bin/python benchmarks/render_results.py          # rewrite docs/RESULTS.md + docs/ablation/*.png
     .venv/bin/python benchmarks/render_results.py --check  # exit 1 if the docs differ from the files
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from hlgfa_lite.figures import ablation_bars, ablation_differences, save_figure
 from hlgfa_lite.run.ablation_results import docs_section, load_results, replace_section
+from hlgfa_lite.run.peer_results import docs_section as peers_section
+from hlgfa_lite.run.peer_results import load_peer_results, replace_peer_section
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -23,10 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     records = load_results()
     results_md = DOCS / "RESULTS.md"
     text = results_md.read_text()
-    new = replace_section(text, docs_section(records))
+    new = replace_peer_section(replace_section(text, docs_section(records)), peers_section(load_peer_results()))
     if args.check:
         if new != text:
-            print(f"{results_md}: its ablation section differs from results/ablation/; run {sys.argv[0]}")
+            print(f"{results_md}: a generated section differs from results/; run {sys.argv[0]}")
             return 1
         return 0
     results_md.write_text(new)

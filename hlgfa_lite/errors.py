@@ -21,3 +21,7 @@ class ConfigError(HLGFAError):
 
 class TrainingError(HLGFAError):
     """Training cannot go on (diverged loss, too few images)."""
+
+
+class NotFittedError(HLGFAError):
+    """A model asked to score before its normal model was fitted (calibration)."""

@@ -24,6 +24,8 @@ __all__ = [
     "feature_panel",
     "heatmap_grid",
     "loss_curve",
+    "nearest_normal_panel",
+    "outline_mask",
     "overlay_heatmap",
     "save_figure",
     "save_overlay_png",
@@ -322,4 +324,68 @@ def ablation_differences(records: Mapping[str, Mapping[str, object]]) -> Figure:
     axes[0].invert_yaxis()
     fig.suptitle("paired difference to full, mean over seeds, 95% bootstrap interval over test images", fontsize=9)
     axes[1].legend(fontsize=8, loc="lower left", bbox_to_anchor=(1.0, 0.0))
+    return fig
+
+
+def outline_mask(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """RGB uint8 ``rgb`` with the boundary pixels of ``mask`` (same height and width) painted ``colour``."""
+    out = np.array(rgb, dtype=np.uint8, copy=True)
+    m = _array(mask).astype(bool)
+    if m.shape != out.shape[:2]:
+        raise HLGFAError(f"mask {m.shape} does not match image {out.shape[:2]}")
+    inner = m.copy()
+    inner[1:, :] &= m[:-1, :]
+    inner[:-1, :] &= m[1:, :]
+    inner[:, 1:] &= m[:, :-1]
+    inner[:, :-1] &= m[:, 1:]
+    out[m & ~inner] = colour
+    return out
+
+
+def nearest_normal_panel(
+    image: np.ndarray,
+    amap: np.ndarray,
+    rows: Sequence[Mapping[str, object]],
+    title: str = "",
+    vmax: float | None = None,
+) -> Figure:
+    """``explain``'s figure: one row per hot region — the image with its heatmap and the region's window,
+    the query patch, then per evidence the normal patch it was compared with (or a note where the normal
+    model has none), titled with the evidence's share and described underneath.
+
+    ``rows``: dicts with ``window`` (x0, y0, x1, y1), ``label``, ``query`` (patch) and ``normals``: a list of
+    (title, patch or None, description)."""
+    import textwrap
+
+    from matplotlib.patches import Rectangle
+
+    if not rows:
+        raise HLGFAError("nearest_normal_panel: no regions to show")
+    ncols = 2 + max(len(r["normals"]) for r in rows)  # type: ignore[arg-type]
+    fig = Figure(figsize=(3.3 * ncols, 4.6 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    overlay = overlay_heatmap(image, amap, vmin=0.0 if vmax is not None else None, vmax=vmax)
+    for r, row in enumerate(rows):
+        ax = axes[r, 0]
+        ax.imshow(overlay)
+        x0, y0, x1, y1 = row["window"]  # type: ignore[misc]
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.5))
+        ax.set_title("\n".join(textwrap.wrap(str(row["label"]), 40)), fontsize=7)
+        axes[r, 1].imshow(_rgb(row["query"]), interpolation="nearest")
+        axes[r, 1].set_title("query patch", fontsize=8)
+        for c, (name, patch, how) in enumerate(row["normals"], start=2):  # type: ignore[union-attr]
+            ax = axes[r, c]
+            if patch is not None:
+                ax.imshow(_rgb(patch), interpolation="nearest")
+            else:
+                ax.text(0.5, 0.5, "no training patch\nis compared", ha="center", va="center", fontsize=8)
+            ax.set_title("\n".join(textwrap.wrap(str(name), 40)), fontsize=7)
+            ax.set_xlabel("\n".join(textwrap.wrap(str(how), 48)), fontsize=6)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if not ax.has_data() and not ax.texts:
+                ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import os
 import shutil
@@ -14,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 from PIL import Image
 
 from hlgfa_lite.method.config import BLOCKS, PRESETS, HLGFAConfig
@@ -38,30 +37,6 @@ METRICS_KEYS = ("image_auroc", "pixel_auroc", "pixel_aupro", "seconds_fit", "ms_
 def train_argv(data: Path, out: Path, *extra: object) -> list[object]:
     """``train`` on the brick category of ``data`` into ``out``, quietly, plus ``extra`` arguments."""
     return ["train", "--data", data, "--category", "brick", "--out", out, "--quiet", *extra]
-
-
-def run_cli(argv: list[object]) -> tuple[int, str, str]:
-    """main(argv) in-process: (exit code, stdout, stderr); argparse exits count as exit codes."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = main([str(a) for a in argv])
-        except SystemExit as exc:
-            rc = exc.code if isinstance(exc.code, int) else 1
-    return rc, out.getvalue(), err.getvalue()
-
-
-def assert_one_line_error(result: tuple[int, str, str], *names: str) -> str:
-    rc, out, err = result
-    assert rc == 2, (rc, out, err)
-    assert "Traceback" not in out + err
-    assert "\r" not in err
-    lines = err.strip("\n").split("\n")
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: "), err
-    for name in names:
-        assert name in lines[0], (name, lines[0])
-    return lines[0]
 
 
 # --- help ------------------------------------------------------------------------------

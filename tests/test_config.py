@@ -186,7 +186,10 @@ def test_validate_rejects(overrides: dict, key: str) -> None:
 
 @pytest.mark.parametrize("kernel", [1, 3, 7])
 def test_validate_accepts_odd_kernels(kernel: int) -> None:
-    HLGFAConfig(prior_kernel=kernel).validate()
+    cfg = HLGFAConfig().with_overrides([f"prior_kernel={kernel}"])  # validated on the way in
+    assert cfg.prior_kernel == kernel and HLGFAConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="prior_kernel"):
+        HLGFAConfig().with_overrides([f"prior_kernel={kernel + 1}"])  # its even neighbour is refused
 
 
 @pytest.mark.parametrize(

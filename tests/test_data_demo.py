@@ -12,7 +12,7 @@ from PIL import Image
 from scipy.ndimage import binary_dilation
 
 from hlgfa_lite.errors import ConfigError, DataError
-from hlgfa_lite.method.data import DEFECT_TYPES, DEMO_CATEGORIES, demo, list_categories, list_samples, load_split
+from hlgfa_lite.method.data import DEFECT_TYPES, DEMO_CATEGORIES, AnomalyDataset, demo, list_categories, list_samples
 
 SMALL = {"n_train": 3, "n_test_good": 2, "n_test_defect": 4, "crop": 64}
 
@@ -118,7 +118,7 @@ def test_skip_regenerate_and_cleanup(tmp_path: Path) -> None:
     demo.make_demo_dataset(root, categories=("brick",), **{**SMALL, "n_train": 2})
     assert list_categories(root) == ["brick"]  # old demo category removed
     assert len(list_samples(root, "brick", "train")) == 2
-    assert load_split(root, "brick", "test", 32)[-1]["mask"].sum() > 0
+    assert AnomalyDataset(list_samples(root, "brick", "test"), 32)[-1]["mask"].sum() > 0
 
 
 def test_refuses_foreign_folders_and_bad_params(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ from hlgfa_lite.method.data import (
     has_masks,
     list_categories,
     list_samples,
-    load_split,
 )
 
 
@@ -145,7 +144,7 @@ def test_empty_defect_folder_and_duplicate_stems(root: Path) -> None:
 
 
 def test_dataset_items(root: Path) -> None:
-    ds = load_split(root, "widget", "test", 8)
+    ds = AnomalyDataset(list_samples(root, "widget", "test"), 8)
     assert len(ds) == 4
     item = ds[0]
     assert set(item) == {"image", "mask", "label", "has_mask", "path", "defect_type"}
@@ -171,7 +170,7 @@ def test_dataset_transform_and_loader(root: Path) -> None:
 def test_dataset_bad_files_raise_data_error(root: Path, tmp_path: Path) -> None:
     cat = root / "widget"
     _mask(cat / "ground_truth" / "crack" / "001_mask.png", size=(25, 16))
-    ds = load_split(root, "widget", "test", 8)
+    ds = AnomalyDataset(list_samples(root, "widget", "test"), 8)
     with pytest.raises(DataError, match=r"001_mask\.png is 16x25 but image .*001\.png is 16x24"):
         ds[0]
     bad = tmp_path / "corrupt.png"

@@ -77,6 +77,7 @@ def test_only_refiners_train_and_backbone_stays_eval(backbone) -> None:
 def test_every_block_combination_predicts(backbone, flags: tuple[bool, ...]) -> None:
     model = _model(backbone, **dict(zip(SWITCHES, flags, strict=True)))
     images = _images(2, 64)
+    model.calibrate([_images(2, 64, seed=1)])
     model.train()  # predict must switch to eval itself
     scores, maps = model.predict(images)
     assert not model.training
@@ -84,6 +85,16 @@ def test_every_block_combination_predicts(backbone, flags: tuple[bool, ...]) -> 
     assert torch.isfinite(maps).all() and torch.isfinite(scores).all()
     assert (maps >= 0).all()
     torch.testing.assert_close(scores, maps.flatten(1).max(dim=1).values)  # image_score=max
+
+
+def test_predicting_before_calibration_is_one_clear_error(backbone) -> None:
+    from hlgfa_lite.errors import NotFittedError
+
+    model = _model(backbone)
+    with pytest.raises(NotFittedError, match="calibrate first"):
+        model.predict(_images(1, 64))
+    model.calibrate([_images(2, 64, seed=1)])
+    assert model.map_generator.fitted and model.predict(_images(1, 64))[0].shape == (1,)
 
 
 def test_no_refinement_blocks_means_refined_is_low(backbone) -> None:
@@ -106,6 +117,8 @@ def test_single_resolution_all_off_has_no_misalignment(backbone) -> None:
     for level in model.inspect(images):
         assert level["raw_misalignment"].abs().max() < 1e-10
         assert level["misalignment"].abs().max() < 1e-10
+    model.set_scoring(model.scoring_cfg.with_overrides({"scoring": "none"}))  # the plain squared residual
+    model.calibrate([images])
     _, maps = model.predict(images)
     assert maps.abs().max() < 1e-10
     # the resolution gap is what creates misalignment
@@ -207,6 +220,7 @@ def test_image_scores_modes() -> None:
 
 def test_topk_config_used_by_predict(backbone) -> None:
     model = _model(backbone, image_score="topk")
+    model.calibrate([_images(2, 64, seed=1)])
     scores, maps = model.predict(_images(2, 64))
     torch.testing.assert_close(scores, image_scores(maps, "topk"))
     assert (scores <= maps.flatten(1).max(dim=1).values).all()

@@ -60,6 +60,8 @@ def test_committed_notebook_is_clean(path: Path) -> None:
     assert "= setup(PROFILE, WORKDIR, THREADS" in code[1].source, f"{path.name}: settings come from course.setup"
     assert "SETTINGS" not in code[1].source and len(code[1].source.splitlines()) <= 15, f"{path.name}: a copied cell"
     assert any(c.source.startswith("# NBVAL_CHECK_OUTPUT") for c in code), f"{path.name}: no nbval-checked cell"
+    built = [c.source for c in code if "FrozenBackbone(" in c.source]
+    assert not built, f"{path.name}: build the backbone with FrozenBackbone.for_config(CFG)"
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 

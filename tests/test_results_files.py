@@ -17,6 +17,10 @@ from hlgfa_lite.run.ablation_results import (
     replace_section,
     staleness,
 )
+from hlgfa_lite.run.peer_results import RESULTS_DIR as PEER_DIR
+from hlgfa_lite.run.peer_results import docs_section as peers_section
+from hlgfa_lite.run.peer_results import load_peer_results, replace_peer_section, rerun_command
+from hlgfa_lite.run.peer_results import staleness as peer_staleness
 
 RECORDS = load_results()
 REPO = RESULTS_DIR.parents[1]
@@ -114,3 +118,34 @@ def test_cross_set_figure_draws_every_set_on_both_metrics() -> None:
     assert sorted(pixel_ax.get_legend_handles_labels()[1]) == sorted(
         n for n, r in RECORDS.items() if r["data"]["pixel_masks"]
     )
+
+
+# ------------------------------------------------------------------ side by side with the peers
+
+PEER_RECORDS = load_peer_results()
+
+
+@pytest.mark.parametrize("name", sorted(PEER_RECORDS) or ["(none)"])
+def test_peer_results_file_ran_the_current_default(name: str) -> None:
+    if name == "(none)":
+        pytest.skip(f"no side-by-side run stored in {PEER_DIR} yet (benchmarks/peers_side_by_side.py)")
+    record = PEER_RECORDS[name]
+    problem = peer_staleness(record)
+    assert problem is None, problem
+    assert set(record["methods"]) == {"hlgfa_lite", "patchcore", "padim"} and record["commit"]
+    assert all(m["fit_s"] > 0 and m["ms_per_image"] > 0 for m in record["methods"].values())
+
+
+def test_docs_peer_section_is_generated_from_the_peer_files() -> None:
+    text = (REPO / "docs" / "RESULTS.md").read_text()
+    assert replace_peer_section(text, peers_section(PEER_RECORDS)) == text, (
+        "docs/RESULTS.md's side-by-side section differs from results/peers/: run benchmarks/render_results.py"
+    )
+
+
+def test_a_stale_peer_file_is_reported_with_its_rerun_command() -> None:
+    record = {"path": "results/peers/x.json", "command": rerun_command("x"),
+              "config": HLGFAConfig().to_dict() | {"epochs": HLGFAConfig().epochs + 1}}  # fmt: skip
+    message = peer_staleness(record)
+    assert message is not None and "epochs" in message and "peers_side_by_side.py --set x" in message
+    assert peer_staleness(record | {"config": HLGFAConfig().to_dict() | {"seed": 3}}) is None

@@ -229,9 +229,10 @@ def test_a_turned_candidate_is_fitted_in_the_same_pass_as_if_alone(
     model = HLGFA(cfg, backbone)
     model.fit_feature_stats([split.batch(slice(0, 16))])
     batches = list(batch_copies(cfg, split))
-    _, before, _ = selection.fit_candidates(model, cfg, split, batches)
+    before = selection.finished(selection.feed_candidates(model, cfg, split, batches)[1])
     monkeypatch.setitem(CANDIDATES, "turned", lambda c: {"scoring": "memory", "calibration_rotations": True})
-    configs, fits, _ = selection.fit_candidates(model, cfg, split, batches)
+    configs, fed, _ = selection.feed_candidates(model, cfg, split, batches)
+    fits = selection.finished(fed)
     images = _bars(2, vertical=True).batch(slice(0, 2))
     for name in ("memory", "cell_gaussian"):  # the upright candidates see what they saw without it
         model.set_scoring(before[name, "all"])

@@ -12,7 +12,7 @@ from hlgfa_lite.course.widgets import AblationPanel, code_fingerprint, panel_lab
 from hlgfa_lite.method.backbone import FrozenBackbone
 from hlgfa_lite.method.config import BLOCKS, HLGFAConfig
 from hlgfa_lite.method.data import make_demo_dataset
-from hlgfa_lite.run.ablation import run_variant
+from hlgfa_lite.run.ablation import config_key, run_variant
 from hlgfa_lite.run.evaluate import load_test_split
 from hlgfa_lite.run.train import load_train_split
 
@@ -26,7 +26,7 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     )
     train = load_train_split(CFG, root, "brick", progress=False)
     test = load_test_split(root, "brick", CFG.image_size, progress=False)
-    return train, test, FrozenBackbone(CFG.backbone, CFG.weights, CFG.feature_strides)
+    return train, test, FrozenBackbone.for_config(CFG)
 
 
 def test_dom_contract_and_checkbox_mapping(splits: tuple) -> None:
@@ -83,12 +83,20 @@ def test_run_shows_label_metrics_and_serves_repeats_from_cache(
     def no_training(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached configuration was trained again")
 
-    monkeypatch.setattr("hlgfa_lite.course.widgets.fit", no_training)
+    monkeypatch.setattr("hlgfa_lite.run.ablation.fit", no_training)
     again = panel.run({"gated_residual": False})
     assert again["cached"] is True and "cached" in panel.result.value
     assert {k: again[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")} == {
         k: row[k] for k in ("image_auroc", "pixel_auroc", "pixel_aupro")
     }
+
+    # the threshold slider: starts at the lowest threshold with no false alarm on the good test images
+    scores, labels = panel._scores[config_key(panel.config(), panel.data_id)], test.labels
+    assert not panel.threshold.disabled and panel.threshold.value == pytest.approx(scores[labels == 0].max())
+    assert "0 false alarm(s)" in panel.decision.value
+    panel.threshold.value = panel.threshold.min  # everything at or above the lowest score but it is flagged
+    lowest_good = int((scores[labels == 0] > panel.threshold.value).sum())
+    assert f"<b>{lowest_good} false alarm(s)</b> among {int((labels == 0).sum())} good" in panel.decision.value
 
     panel.button.click()  # the widgets still say gated_residual=off: served from the memory cache
     assert "gated_residual=off" in panel.result.value and "cached" in panel.result.value

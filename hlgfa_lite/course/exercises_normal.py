@@ -4,7 +4,8 @@
   nearest memory row (M, D) — the position-free memory bank of PatchCore and of ``scoring="memory"``.
 * ``position_yardstick(train_cells) -> (P,)``: for training cells (n images, P positions, D), the mean over
   images of each position's squared distance to the nearest cell of the *other* images: what a normal
-  distance is at that position, the number an anomaly score is divided by (``memory``'s per-position scale).
+  distance is at that position, what a score is divided by with ``memory_yardstick=position`` (the default
+  ``border`` uses it in the border ring).
 
 The references are the model's own search (:func:`hlgfa_lite.method.scoring.memory_bank.nearest_sq_distance`)
 and, for the yardstick, that search applied image by image, leaving each image out of its own memory.

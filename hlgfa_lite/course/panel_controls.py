@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 
-from ..method.config import BLOCKS, MEASURES, SCORINGS, HLGFAConfig
+from ..method.anomaly_map import MEASURES
+from ..method.config import BLOCKS, HLGFAConfig
+from ..method.scoring import SCORINGS
 
-__all__ = ["NORMAL_MODELS", "block_checkboxes", "guidance_toggle", "knob_sliders", "normal_model_toggles"]
+__all__ = [
+    "NORMAL_MODELS", "block_checkboxes", "guidance_toggle", "knob_sliders", "normal_model_toggles", "threshold_slider",
+]  # fmt: skip
 
 _WIDE = {"description_width": "initial"}
 NORMAL_MODELS = ("auto", "memory", "cell_gaussian")
@@ -68,3 +72,11 @@ def normal_model_toggles(cfg: HLGFAConfig) -> dict[str, widgets.ToggleButtons]:
             style={"description_width": "initial", "button_width": "80px"},
         ),
     }  # fmt: skip
+
+
+def threshold_slider() -> widgets.FloatSlider:
+    """The decision threshold on the image score (disabled until a configuration has been run)."""
+    return widgets.FloatSlider(
+        value=0.0, min=0.0, max=1.0, step=0.001, description="threshold", readout_format=".3f",
+        disabled=True, continuous_update=False, style=_WIDE, layout=widgets.Layout(width="60%"),
+    )  # fmt: skip

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..method.data.cache import TensorSplit
 
-__all__ = ["fmt", "heatmaps_output", "no_heatmaps_output", "result_html", "table_html"]
+__all__ = ["decision_html", "fmt", "heatmaps_output", "no_heatmaps_output", "result_html", "table_html"]
 
 _COLUMNS = ("configuration", "image AUROC", "pixel AUROC", "AUPRO", "final loss", "fit s")
 
@@ -35,6 +35,19 @@ def result_html(row: dict[str, Any]) -> str:
         f"AUPRO {fmt(row.get('pixel_aupro'))} · final training loss {fmt(row.get('final_loss'), 4)}"
     )
     return f"<div><b>{label}</b> <span style='color:#666'>({html.escape(row['source'])})</span><br>{metrics}</div>"
+
+
+def decision_html(scores: np.ndarray, labels: np.ndarray, threshold: float) -> str:
+    """What a threshold decides on the test images: false alarms among the good ones, misses among the
+    defective ones (an image is called defective when its score is above the threshold)."""
+    from ..run.thresholds import confusion
+
+    c = confusion(scores, labels, threshold)
+    good, bad = c["false_positive"] + c["true_negative"], c["true_positive"] + c["false_negative"]
+    return (
+        f"<div>threshold {threshold:.3f}: <b>{c['false_positive']} false alarm(s)</b> among {good} good test "
+        f"images, <b>{c['false_negative']} missed</b> of {bad} defective ones ({c['true_positive']} found)</div>"
+    )
 
 
 def no_heatmaps_output() -> tuple[dict[str, Any], ...]:

@@ -13,6 +13,8 @@ with class ``hlgfa-ablation-result`` whose text holds the label (``variant_label
 e.g. ``gated_residual=off``), ``image AUROC 0.xxx``, ``pixel AUROC``, ``AUPRO`` and,
 when served from a cache, ``cached``. Two ``ToggleButtons`` switch the normal model: ``scoring``
 (auto, memory, cell_gaussian) and ``measure`` (joint, residual, high: the PatchCore-like map).
+A ``threshold`` slider under the result (class ``hlgfa-decision`` on its text) shows what a decision
+threshold on the image score does to the test images: false alarms and misses.
 
 Results are cached in memory (with the heatmaps) and on disk in ``cache_dir`` in the
 format and under the file names of :func:`hlgfa_lite.run.ablation.run_variant`, so the
@@ -33,17 +35,16 @@ import numpy as np
 from ..method.backbone import FrozenBackbone
 from ..method.config import HLGFAConfig
 from ..method.data.cache import TensorSplit
-from ..run.ablation import config_key, variant_label
-from ..run.evaluate import METRIC_KEYS, evaluate
-from ..run.train import fit
+from ..run.ablation import config_key, train_and_evaluate, variant_label, write_cached
 from . import panel_view
 from .panel_controls import NORMAL_MODELS as NORMAL_MODELS  # re-exported: the panel's normal models
-from .panel_controls import block_checkboxes, guidance_toggle, knob_sliders, normal_model_toggles
+from .panel_controls import block_checkboxes, guidance_toggle, knob_sliders, normal_model_toggles, threshold_slider
 
 __all__ = ["PANEL_CATEGORY", "AblationPanel", "code_fingerprint", "panel_label", "split_fingerprint"]
 
 PANEL_CLASS = "hlgfa-ablation-panel"
 RESULT_CLASS = "hlgfa-ablation-result"
+DECISION_CLASS = "hlgfa-decision"
 PANEL_CATEGORY = "grass"
 """The demo set the panel opens on (the Voila page, ``app/ablation_panel.ipynb``): one where switching a block
 can show. The demo brick is saturated (every variant scores about 1 at 128 px, notebook 06); grass is the
@@ -98,7 +99,7 @@ class AblationPanel(widgets.VBox):
     ):
         self.base_cfg = base_cfg
         self.train_split, self.test_split = train_split, test_split
-        self.backbone = backbone or FrozenBackbone(base_cfg.backbone, base_cfg.weights, base_cfg.feature_strides)
+        self.backbone = backbone or FrozenBackbone.for_config(base_cfg)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         if data_id is None:
             data_id = f"{split_fingerprint(train_split, test_split)}:{code_fingerprint()}"
@@ -106,6 +107,7 @@ class AblationPanel(widgets.VBox):
         self.examples = self._pick_examples(n_examples)
         self.rows: dict[str, dict[str, Any]] = {}  # config key -> row, in the order first run
         self._maps: dict[str, tuple[np.ndarray, float]] = {}  # config key -> (example maps, vmax)
+        self._scores: dict[str, np.ndarray] = {}  # config key -> every test image's score
 
         self.checkboxes = block_checkboxes(base_cfg)
         self.sliders: dict[str, widgets.ValueWidget] = knob_sliders(base_cfg)
@@ -119,6 +121,11 @@ class AblationPanel(widgets.VBox):
         self.result.add_class(RESULT_CLASS)
         self.figure = widgets.Output()
         self.table = widgets.HTML()
+        self.threshold = threshold_slider()  # an AUROC is not a decision: where would you draw the line?
+        self.decision = widgets.HTML()
+        self.decision.add_class(DECISION_CLASS)
+        self.threshold.observe(self._on_threshold, names="value")
+        self._current: str | None = None
         super().__init__(
             [
                 widgets.HTML(
@@ -132,6 +139,8 @@ class AblationPanel(widgets.VBox):
                 widgets.HBox(list(self.normal_model.values())),
                 widgets.HBox([self.button, self.status]),
                 self.result,
+                widgets.HBox([self.threshold]),
+                self.decision,
                 self.figure,
                 self.table,
             ]
@@ -216,6 +225,9 @@ class AblationPanel(widgets.VBox):
         if path is None or not path.is_file():
             return None
         row = json.loads(path.read_text())
+        if key not in self._scores and path.with_suffix(".npz").is_file():
+            with np.load(path.with_suffix(".npz")) as data:
+                self._scores[key] = data["scores"]
         maps_file = path.with_suffix(".maps.npz")
         if key not in self._maps and maps_file.is_file():
             with np.load(maps_file) as data:
@@ -224,32 +236,52 @@ class AblationPanel(widgets.VBox):
         return row
 
     def _train(self, cfg: HLGFAConfig, key: str) -> dict[str, Any]:
-        trained = fit(cfg, train_split=self.train_split, backbone=self.backbone, progress=False)
-        result = evaluate(trained.model, test_split=self.test_split, progress=False)
-        row = {  # the row format of hlgfa_lite.run.ablation.run_variant
-            "variant": variant_label(cfg),
-            **{k: result.metrics[k] for k in METRIC_KEYS},
-            "seconds_fit": trained.seconds_fit,
-            "ms_per_image": result.metrics["ms_per_image"],
-            "final_loss": trained.history["loss"][-1] if trained.history["loss"] else None,
-            "config": cfg.to_dict(),
-        }
+        """Train and evaluate as the ablation does (its row and cache files), plus the example heatmaps."""
+        row, result = train_and_evaluate(cfg, self.train_split, self.test_split, backbone=self.backbone)
+        self._scores[key] = result.scores
         maps = result.maps[self.examples] if self.examples else result.maps[:0]
         vmax = float(np.percentile(result.maps, 99.5)) if result.maps.size else 1.0
         self._maps[key] = (maps, vmax)
         path = self._cache_file(key)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(row, indent=2) + "\n")
-            index = np.asarray(self.examples)
-            np.savez_compressed(path.with_suffix(".maps.npz"), index=index, maps=maps, vmax=vmax)
+            write_cached(path, row, result)
+            np.savez_compressed(path.with_suffix(".maps.npz"), index=np.asarray(self.examples), maps=maps, vmax=vmax)
         return row
 
     # ---------------------------------------------------------------- display
     def _render(self, key: str, row: dict[str, Any]) -> None:
         self.result.value = panel_view.result_html(row)
+        self._current = key
+        self._show_threshold(key)
         self._render_heatmaps(key, str(row["variant"]))
         self.table.value = self.table_html(current=key)
+
+    def _show_threshold(self, key: str) -> None:
+        """Put the slider on this configuration's score range, at the lowest threshold with no false alarm
+        on the good test images (a line that must never stop a good part), and show what it decides."""
+        scores = self._scores.get(key)
+        if scores is None or not len(scores):
+            self.threshold.disabled, self.decision.value = True, "<i>no per-image scores stored for this result</i>"
+            return
+        labels = self.test_split.labels
+        good = scores[labels == 0]
+        start = float(good.max()) if len(good) else float(scores.min())
+        lo, hi = float(scores.min()), float(scores.max())
+        new_min, new_max = min(lo, start), max(hi, start)
+        if new_min > self.threshold.max:  # widen first: a slider refuses min > max at every step
+            self.threshold.max, self.threshold.min = new_max, new_min
+        else:
+            self.threshold.min, self.threshold.max = new_min, new_max
+        self.threshold.step = max((hi - lo) / 200, 1e-6)
+        self.threshold.value = start
+        self.threshold.disabled = False
+        self.decision.value = panel_view.decision_html(scores, labels, self.threshold.value)
+
+    def _on_threshold(self, change: dict[str, Any]) -> None:
+        if self._current is not None and self._current in self._scores:
+            self.decision.value = panel_view.decision_html(
+                self._scores[self._current], self.test_split.labels, float(change["new"])
+            )
 
     def _render_heatmaps(self, key: str, label: str) -> None:
         if key not in self._maps or not self.examples:

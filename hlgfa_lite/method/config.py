@@ -15,8 +15,6 @@ from typing import Any
 
 from ..errors import ConfigError
 
-SCORINGS = ("auto", "memory", "cell_gaussian", "gaussian", "channel", "none")
-MEASURES = ("joint", "residual", "high")
 BLOCKS = ("dual_resolution", "priors", "modulation", "gated_residual", "noise_augment")
 """The switchable blocks, in pipeline order (names are config keys)."""
 
@@ -75,6 +73,7 @@ class HLGFAConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    """Seeds the refiners' start, the training order and noise draws, and the memory banks' sampling."""
     max_train_images: int = 0
     """0 = all; otherwise a deterministic subset (for fast classroom/CI runs)."""
     num_threads: int = 0
@@ -93,10 +92,12 @@ class HLGFAConfig:
     ``residual`` (high-res minus refined low-res: pure misalignment) or ``high`` (the
     high-res features alone: no alignment, the PatchCore-like baseline of the ablation)."""
     memory_size: int = 4096
-    """Cells kept per level by ``memory`` (greedy coreset); the cost per image is
-    proportional to it and independent of the number of training images."""
+    """Cells kept per level by every memory bank (greedy coreset): ``memory``'s and the appearance
+    evidence's under any normal model; the cost per image is proportional to it and independent of
+    the number of training images."""
     calibration_rotations: bool = False
-    """``memory``: the normal model also sees every training image turned by 90, 180 and 270 degrees,
+    """Calibration also shows every training image turned by 90, 180 and 270 degrees to every normal model
+    it fits (the appearance evidence's bank included; ``auto`` turns it off for its ``cell_gaussian``),
     so an object lying in another orientation is normal. Off by default: it helps only where few images
     leave orientations uncovered (docs/DESIGN.md); wrong where orientation is itself a defect."""
     neighbourhood: int = 1
@@ -111,9 +112,10 @@ class HLGFAConfig:
     appearance_neighbourhood: int = 3
     """Appearance evidence: each high-res cell is averaged with its n x n neighbours (a patch)."""
     memory_yardstick: str = "border"
-    """``memory``: what a distance is divided by: ``position`` (the normal distance at that cell
-    position), ``global`` (one number), ``floor`` (per position, never below the global one) or
-    ``border`` (global inside, floored per position in the border ring)."""
+    """Every memory bank (``memory``'s and the appearance evidence's): what a distance is divided by:
+    ``position`` (the normal distance at that cell position), ``global`` (one number), ``floor`` (per
+    position, never below the global one) or ``border`` (global inside, floored per position in the
+    border ring)."""
     level_weights: tuple[float, ...] = (0.0, 1.0, 2.0)
     """Weight of each feature level (finest first) in the anomaly map; 0 drops a level (not refined
     or scored at prediction time). All levels are aligned in training; the stride-4 map only added
@@ -199,6 +201,12 @@ class HLGFAConfig:
 def _validate(self: HLGFAConfig, source: str) -> None:
     """Raise a one-line ConfigError naming ``source`` and the fix for the first invalid value."""
 
+    # the choices are owned by the modules that implement them (imported here: they import this module)
+    from .anomaly_map import IMAGE_SCORES, MEASURES
+    from .blocks.guidance import GUIDANCE_MODES
+    from .scoring import SCORINGS
+    from .scoring.memory_bank import YARDSTICKS
+
     def bad(msg: str) -> ConfigError:
         return ConfigError(f"{source}: {msg}")
 
@@ -206,12 +214,12 @@ def _validate(self: HLGFAConfig, source: str) -> None:
         raise bad(f"image_size={self.image_size}: must be a multiple of 16 and at least 64")
     if not 1.0 <= self.resolution_ratio <= 8.0:
         raise bad(f"resolution_ratio={self.resolution_ratio}: must be between 1 and 8")
-    if self.guidance not in ("bottleneck", "full"):
-        raise bad(f"guidance={self.guidance!r}: use 'bottleneck' or 'full'")
+    if self.guidance not in GUIDANCE_MODES:
+        raise bad(f"guidance={self.guidance!r}: use one of {', '.join(GUIDANCE_MODES)}")
     if self.scoring not in SCORINGS:
         raise bad(f"scoring={self.scoring!r}: use one of {', '.join(SCORINGS)}")
     if self.measure not in MEASURES:
-        raise bad(f"measure={self.measure!r}: use one of {', '.join(MEASURES)}")
+        raise bad(f"measure={self.measure!r}: use one of {MEASURES.choices()}")
     if self.memory_size < 16 or self.neighbourhood < 1 or self.neighbourhood % 2 == 0:
         raise bad(
             f"memory_size={self.memory_size}, neighbourhood={self.neighbourhood}: "
@@ -227,12 +235,12 @@ def _validate(self: HLGFAConfig, source: str) -> None:
         raise bad(f"appearance_neighbourhood={self.appearance_neighbourhood}: an odd number >= 1")
     if self.backbone_padding not in ("zeros", "reflect"):
         raise bad(f"backbone_padding={self.backbone_padding!r}: use zeros or reflect")
-    if self.memory_yardstick not in ("position", "global", "floor", "border"):
-        raise bad(f"memory_yardstick={self.memory_yardstick!r}: use position, global, floor or border")
+    if self.memory_yardstick not in YARDSTICKS:
+        raise bad(f"memory_yardstick={self.memory_yardstick!r}: use one of {YARDSTICKS.choices()}")
     if not _valid_device(self.device):
         raise bad(f"device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
-    if self.image_score not in ("max", "topk"):
-        raise bad(f"image_score={self.image_score!r}: use 'max' or 'topk'")
+    if self.image_score not in IMAGE_SCORES:
+        raise bad(f"image_score={self.image_score!r}: use one of {IMAGE_SCORES.choices()}")
     if self.prior_kernel < 1 or self.prior_kernel % 2 == 0:
         raise bad(f"prior_kernel={self.prior_kernel}: must be an odd number >= 1")
     if not (math.isfinite(self.covariance_shrinkage) and self.covariance_shrinkage >= 0):

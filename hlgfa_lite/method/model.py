@@ -173,11 +173,11 @@ class HLGFA(nn.Module):
     def predict(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, S, S) images in [0, 1] -> (scores (B,), maps (B, 1, S, S)), both on the CPU.
 
-        Levels whose map weight is 0 are not refined here (they would only cost time).
+        Levels the map does not use (``used_levels``) are not refined here (they would only cost time).
         """
         self.eval()
         gen = self.map_generator
-        high, low = self.extractor(images.to(self.device), [w > 0 for w in gen.level_weights])
+        high, low = self.extractor(images.to(self.device), gen.used_levels)
         vectors: list[torch.Tensor | None] = [None] * len(high)
         for i, (refiner, lo, hi) in enumerate(zip(self.refiners, low, high)):
             if lo is not None:

@@ -129,7 +129,7 @@ class Fed:
     def finish(self) -> AnomalyMapGenerator:
         """The fitted generator (``end_fit`` runs once; the state is dropped afterwards)."""
         if not self.done:
-            self.generator.normal.end_fit(self.state)
+            self.generator.normal.finish_fit(self.state)
             self.state, self.done = None, True
         return self.generator
 
@@ -181,14 +181,6 @@ def feed_candidates(
                     vectors = [None if v is None else v[kept.to(v.device)] for v in vectors]
                 gen.normal.fit_batch(f.state, vectors)
     return configs, fed, held
-
-
-def fit_candidates(
-    model, cfg: HLGFAConfig, split: TensorSplit, copies: Iterable[tuple[torch.Tensor, torch.Tensor]]
-) -> tuple[dict[str, HLGFAConfig], Fits, list[int]]:
-    """:func:`feed_candidates`, every fit finished: (candidate, "kept" | "all") -> fitted map generator."""
-    configs, fed, held = feed_candidates(model, cfg, split, copies)
-    return configs, finished(fed), held
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from ..method.config import BLOCKS, HLGFAConfig
 from ..method.data.cache import TensorSplit
 from .evaluate import METRIC_KEYS, EvalResult, evaluate
 from .stats import bootstrap_weights, image_ranking, paired_difference, pixel_ranking, pooled
-from .train import fit
+from .train import TrainResult, fit
 
 SHORTCUT = "identity_shortcut"
 RESIDUAL_ONLY = "residual_only_scoring"
@@ -59,24 +59,9 @@ def config_key(cfg: HLGFAConfig, data_id: str) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
-def train_and_score(
-    cfg: HLGFAConfig,
-    train_split: TensorSplit,
-    test_split: TensorSplit,
-    *,
-    backbone: FrozenBackbone | None = None,
-    name: str | None = None,
-    progress: bool = False,
-    strict: bool = False,
-) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Train + evaluate one configuration: (its metrics row, per-image scores, 32 x 32 pooled maps).
-
-    ``strict``: a Ctrl-C during training is raised again (``fit`` alone keeps the model it has)."""
-    trained = fit(cfg, train_split=train_split, backbone=backbone, progress=progress)
-    if strict and trained.interrupted:
-        raise KeyboardInterrupt
-    result: EvalResult = evaluate(trained.model, test_split=test_split, progress=progress)
-    row = {
+def result_row(cfg: HLGFAConfig, trained: TrainResult, result: EvalResult, name: str | None = None) -> dict:
+    """The metrics row of one trained and evaluated configuration (the ablation's and the panel's)."""
+    return {
         "variant": name or variant_label(cfg),
         **{k: result.metrics[k] for k in METRIC_KEYS},
         "seconds_fit": trained.seconds_fit,
@@ -85,7 +70,39 @@ def train_and_score(
         "scoring_selected": trained.selected.get("scoring_selected", cfg.scoring),
         "config": cfg.to_dict(),
     }
-    return row, result.scores, pooled(result.maps)
+
+
+def train_and_evaluate(
+    cfg: HLGFAConfig,
+    train_split: TensorSplit,
+    test_split: TensorSplit,
+    *,
+    backbone: FrozenBackbone | None = None,
+    name: str | None = None,
+    progress: bool = False,
+    strict: bool = False,
+) -> tuple[dict, EvalResult]:
+    """Train + evaluate one configuration: (its metrics row, the evaluation).
+
+    ``strict``: a Ctrl-C during training is raised again (``fit`` alone keeps the model it has)."""
+    trained = fit(cfg, train_split=train_split, backbone=backbone, progress=progress)
+    if strict and trained.interrupted:
+        raise KeyboardInterrupt
+    result = evaluate(trained.model, test_split=test_split, progress=progress)
+    return result_row(cfg, trained, result, name), result
+
+
+def cache_file(cache_dir: str | Path, cfg: HLGFAConfig, data_id: str) -> Path:
+    """Where a configuration's row is cached: ``<key>.json``, its scores and pooled maps in ``<key>.npz``."""
+    return Path(cache_dir) / f"{config_key(cfg, data_id)}.json"
+
+
+def write_cached(path: Path, row: dict, result: EvalResult) -> None:
+    """Cache ``row`` with the per-image scores and 32 x 32 pooled maps the paired bootstrap needs
+    (the arrays first: a row on disk always has them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path.with_suffix(".npz"), scores=result.scores, maps=pooled(result.maps))
+    path.write_text(json.dumps(row, indent=2) + "\n")
 
 
 def run_variant(
@@ -99,19 +116,13 @@ def run_variant(
     name: str | None = None,
     progress: bool = False,
 ) -> dict:
-    """Train + evaluate one configuration; returns its metrics (cached by config).
-
-    Next to the cached row, ``<key>.npz`` keeps the per-image scores and 32 x 32 pooled
-    maps that the paired bootstrap of :func:`ablate` needs.
-    """
-    cache = Path(cache_dir) / f"{config_key(cfg, data_id)}.json" if cache_dir else None
+    """Train + evaluate one configuration; returns its metrics row (cached by config and data)."""
+    cache = cache_file(cache_dir, cfg, data_id) if cache_dir else None
     if cache is not None and cache.is_file():
         return json.loads(cache.read_text())
-    row, scores, maps = train_and_score(cfg, train_split, test_split, backbone=backbone, name=name, progress=progress)
+    row, result = train_and_evaluate(cfg, train_split, test_split, backbone=backbone, name=name, progress=progress)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache.with_suffix(".npz"), scores=scores, maps=maps)
-        cache.write_text(json.dumps(row, indent=2) + "\n")
+        write_cached(cache, row, result)
     return row
 
 

@@ -12,6 +12,7 @@ import json
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -83,14 +84,15 @@ def write_results(record: dict, folder: Path = RESULTS_DIR) -> Path:
     return path
 
 
-def load_results(folder: Path = RESULTS_DIR) -> dict[str, dict]:
-    """``{set: record}`` for every results file in ``folder`` (sorted by set name)."""
+def load_results(folder: Path = RESULTS_DIR, rerun: Callable[[str], str] = rerun_command) -> dict[str, dict]:
+    """``{set: record}`` for every results file in ``folder`` (sorted by set name); ``rerun(set)`` is the
+    command a broken file's message names."""
     found = {}
     for path in sorted(Path(folder).glob("*.json")):
         try:
             record = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON ({exc.msg}); re-run {rerun_command(path.stem)}") from None
+            raise DataError(f"{path}: not valid JSON ({exc.msg}); re-run {rerun(path.stem)}") from None
         found[record["set"]] = record | {"path": str(path)}
     return found
 
@@ -104,7 +106,8 @@ def stale_keys(record: dict) -> dict[str, tuple]:
 
 
 def staleness(record: dict) -> str | None:
-    """One line naming the file, the keys and the command that re-runs it; None when current."""
+    """One line naming the file, the keys and the command that re-runs it (``record["command"]``);
+    None when current. Any stored run of the default config (ablation, side by side) is checked so."""
     diff = stale_keys(record)
     if not diff:
         return None
@@ -201,9 +204,10 @@ def docs_section(records: dict[str, dict]) -> str:
     return "\n".join([*out, END])
 
 
-def replace_section(text: str, section: str) -> str:
-    """``text`` with the generated section replaced (``ValueError`` when its markers are missing)."""
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"the markers {BEGIN!r} … {END!r} are missing")
-    head, rest = text.split(BEGIN, 1)
-    return head + section + rest.split(END, 1)[1]
+def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
+    """``text`` with the generated section between ``begin`` and ``end`` replaced (``ValueError`` when
+    the markers are missing)."""
+    if begin not in text or end not in text:
+        raise ValueError(f"the markers {begin!r} … {end!r} are missing")
+    head, rest = text.split(begin, 1)
+    return head + section + rest.split(end, 1)[1]

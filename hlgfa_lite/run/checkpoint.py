@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from ..method.config import BEFORE_DEFAULTS, SCORINGS, HLGFAConfig
+from ..method.config import BEFORE_DEFAULTS, HLGFAConfig
 from ..method.model import HLGFA
+from ..method.scoring import NORMAL_MODELS
 from .device import resolve_device
 
 FORMAT = "hlgfa_lite/1"
@@ -66,7 +67,8 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def load_run(run_dir: str | Path, device: str | None = None) -> HLGFA:
     """Rebuild the trained model of a run folder (config.json + checkpoint.pt) on ``device``
-    (default: the run's config; checkpoints are stored on the CPU and load anywhere)."""
+    (default: the run's config; checkpoints are stored on the CPU and load anywhere). The one
+    loading path (``RunFolder.load_model`` calls it)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: run folder not found; pass the --out folder of 'hlgfa-lite train'")
@@ -85,7 +87,13 @@ def load_run(run_dir: str | Path, device: str | None = None) -> HLGFA:
         )
     model = HLGFA(cfg, scoring=stored_scoring(payload, cfg, run_dir / "checkpoint.pt"))
     model.calibration = dict(payload.get("calibration", {}))
+    if cfg.scoring == "auto" and not model.calibration:  # written before the record was stored: the log has it
+        from .run_folder import read_fit_record
+
+        fit = read_fit_record(run_dir)
+        model.calibration = {k: fit[k] for k in ("scoring_selected", "selection_scores", "held_out") if k in fit}
     load_model_state(model, payload["state_dict"], run_dir / "checkpoint.pt")
+    model.map_generator.mark_fitted()
     model.eval()
     return model.to(resolve_device(device or cfg.device))
 
@@ -95,7 +103,7 @@ def stored_scoring(payload: dict, cfg: HLGFAConfig, source: Path) -> HLGFAConfig
     stored whole name the normal model and its level weights instead (``*_in_use``)."""
     if "scoring_config" in payload:
         scoring = HLGFAConfig.from_dict(payload["scoring_config"], source=str(source), missing=BEFORE_DEFAULTS)
-    elif payload.get("scoring_in_use") in SCORINGS[1:]:
+    elif payload.get("scoring_in_use") in NORMAL_MODELS:
         levels = payload.get("level_weights_in_use", cfg.level_weights)
         scoring = cfg.with_overrides({"scoring": payload["scoring_in_use"], "level_weights": levels})
     else:

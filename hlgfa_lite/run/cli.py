@@ -1,4 +1,5 @@
-"""Command line: ``hlgfa-lite demo | train | evaluate | predict | ablate | sweep | prepare``.
+"""Command line: ``hlgfa-lite demo | train | evaluate | predict | calibrate-threshold | explain | ablate | sweep |
+prepare``.
 
 Every user error (missing folder, corrupt image, unknown ``--set`` key, a
 checkpoint from another config) is printed as one line and exits with code 2.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, HLGFAError
 from ..method.config import BLOCKS, PRESETS, HLGFAConfig
+from .thresholds import DEFAULT_FALSE_ALARM_RATE, check_rate
 
 
 def _config(args: argparse.Namespace, base: dict | None = None) -> HLGFAConfig:
@@ -28,12 +30,15 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from .operating_point import describe
     from .train import fit
 
     cfg = _config(args)
-    result = fit(cfg, args.data, args.category, args.out, progress=not args.quiet)
+    rate = check_rate(args.false_alarm_rate)
+    result = fit(cfg, args.data, args.category, args.out, progress=not args.quiet, false_alarm_rate=rate)
     state = "interrupted, checkpoint saved" if result.interrupted else "done"
     print(f"{state}: {len(result.history['loss'])} epochs in {result.seconds_fit:.1f}s -> {args.out}/checkpoint.pt")
+    print(f"operating point: {describe(result.operating_point)} -> {args.out}/operating_point.json")
     for w in result.warnings:
         print(f"WARNING: {w}", file=sys.stderr)
 
@@ -47,10 +52,52 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .predict import predict_files
+    from .predict import predict_images
 
-    for path, score, heatmap in predict_files(args.run, args.images, args.out):
-        print(f"{path}\t{score:.4f}\t{heatmap}")
+    run = predict_images(args.run, args.images, args.out)
+    for p in run.predictions:
+        print(f"{p.image}\t{p.score:.4f}\t{p.heatmap}")
+    wrote = ", ".join(str(f) for f in run.files.values())
+    if run.operating_point is None:
+        print(f"note: {run.note}", file=sys.stderr)
+    else:
+        over = sum(p.verdict == "defective" for p in run.predictions)
+        print(f"{over} of {len(run.predictions)} over the {run.operating_point.describe()}", file=sys.stderr)
+    print(f"wrote {wrote}", file=sys.stderr)
+
+
+def cmd_calibrate_threshold(args: argparse.Namespace) -> None:
+    from .operating_point import calibrate_threshold, describe
+
+    record = calibrate_threshold(
+        args.run,
+        args.data,
+        args.category,
+        false_alarm_rate=check_rate(args.false_alarm_rate),
+        labelled=args.labelled,
+        precision=args.precision,
+        folds=args.folds,
+        progress=not args.quiet,
+    )
+    print(f"operating point: {describe(record)} -> {Path(args.run) / 'operating_point.json'}")
+    if not record["false_alarm"]["target_supported"]:
+        print(f"note: {record['false_alarm']['note']}")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from .explain import explain_files
+
+    for expl, png, _js in explain_files(
+        args.run,
+        args.images,
+        args.out,
+        data_root=args.data,
+        category=args.category,
+        regions=args.regions,
+        progress=not args.quiet,
+    ):
+        most = expl.regions[0].main_evidence() if expl.regions else "-"
+        print(f"{expl.image}\t{expl.score:.4f}\t{expl.verdict or '-'}\traised most by {most}\t{png}")
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:
@@ -126,7 +173,8 @@ def cmd_prepare_elpv(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hlgfa-lite",
-        description="HLGFA anomaly detection: train on defect-free images, score by cross-resolution misalignment.",
+        description="HLGFA anomaly detection: train on defect-free images; score how far each cell's "
+        "cross-resolution pair and its high-res patch are from normal.",
         epilog=f"Blocks you can switch off with --set NAME=false: {', '.join(BLOCKS)}. "
         "Every key of the config dataclass (hlgfa_lite/method/config.py) can be set the same way.",
     )
@@ -148,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="MVTec-AD-style root folder")
     p.add_argument("--category", required=True)
     p.add_argument("--out", required=True, help="run folder")
+    _rate_option(p)
     common(p)
     p.set_defaults(func=cmd_train)
 
@@ -158,11 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, config=False)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="scores and heatmap PNGs for any image files")
+    p = sub.add_parser(
+        "predict", help="scores, heatmaps, verdicts, defect regions and report.html for image files or folders"
+    )
     p.add_argument("--run", required=True)
-    p.add_argument("--out", required=True, help="folder for heatmap PNGs and scores.csv")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--out", required=True, help="folder for heatmaps, region masks, scores.csv, report.html")
+    p.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files or folders (an MVTec test folder gives labels)"
+    )
     p.set_defaults(func=cmd_predict)
+
+    _add_operating_point(sub, common)
 
     p = sub.add_parser("ablate", help="full model, each block off in turn, all off: table and bar chart")
     p.add_argument("--data", required=True)
@@ -175,6 +230,45 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub, common)
     _add_prepare(sub)
     return parser
+
+
+def _rate_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--false-alarm-rate",
+        type=float,
+        default=DEFAULT_FALSE_ALARM_RATE,
+        metavar="RATE",
+        help=f"target false-alarm rate on defect-free images for the stored threshold ({DEFAULT_FALSE_ALARM_RATE})",
+    )
+
+
+def _add_operating_point(sub: argparse._SubParsersAction, common) -> None:
+    """``calibrate-threshold`` (the stored decision threshold) and ``explain`` (why an image scored high)."""
+    p = sub.add_parser(
+        "calibrate-threshold",
+        help="add or update RUN/operating_point.json without retraining (false-alarm rate, labelled images)",
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--data", help="the run's training data root (default: reuse the stored held-out scores)")
+    p.add_argument("--category", help="the run's category under --data")
+    _rate_option(p)
+    p.add_argument("--labelled", metavar="FOLDER", help="category folder with test/good, test/<defect>: tune on it")
+    p.add_argument("--precision", type=float, help="with --labelled: lowest threshold with this precision (best F1)")
+    p.add_argument("--folds", type=int, help="statistics models (cell_gaussian): held-out folds (10; 0: one per image)")
+    common(p, config=False)
+    p.set_defaults(func=cmd_calibrate_threshold)
+
+    p = sub.add_parser(
+        "explain", help="per hot region: the nearest normal training patches and which evidence raised it"
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True, help="folder for NAME_explain.png and NAME_explain.json")
+    p.add_argument("--data", help="the run's training data root (default: where its operating point says)")
+    p.add_argument("--category", help="the run's category under --data")
+    p.add_argument("--regions", type=int, default=3, help="hottest regions explained per image (3)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    common(p, config=False)
+    p.set_defaults(func=cmd_explain)
 
 
 def _add_sweep(sub: argparse._SubParsersAction, common) -> None:

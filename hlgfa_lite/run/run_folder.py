@@ -2,8 +2,9 @@
 
 ``config.json`` (the config as asked for), ``train_log.jsonl`` (one line per epoch, then one
 ``done`` line), ``checkpoint.pt`` (rewritten atomically after every epoch, so Ctrl-C or a crash
-never leaves a broken file; the calibrated model at the end), ``metrics.json``, and the figures
-drawn into it: ``loss_curve.png`` (training) and ``figures/`` (evaluation).
+never leaves a broken file; the calibrated model at the end), ``operating_point.json`` (the decision
+threshold: operating_point.py), ``metrics.json``, and the figures drawn into it: ``loss_curve.png``
+(training) and ``figures/`` (evaluation).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RunFolder:
         run.path.mkdir(parents=True, exist_ok=True)
         cfg.save(run.path / "config.json")
         run.log_path.write_text("")
+        run.operating_point_path.unlink(missing_ok=True)  # it belonged to the checkpoint being replaced
         return run
 
     @property
@@ -40,8 +42,21 @@ class RunFolder:
     def checkpoint_path(self) -> Path:
         return self.path / "checkpoint.pt"
 
-    def config(self) -> HLGFAConfig:
-        return HLGFAConfig.load(self.path / "config.json")
+    @property
+    def operating_point_path(self) -> Path:
+        return self.path / "operating_point.json"
+
+    def write_operating_point(self, record: dict) -> Path:
+        """Store the decision threshold (operating_point.py), atomically like the checkpoint."""
+        path = self.operating_point_path
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def read_operating_point(self) -> dict:
+        """The stored operating-point record (ValueError when it is not JSON)."""
+        return json.loads(self.operating_point_path.read_text())
 
     def log(self, record: dict) -> None:
         """Append one line to the training log, on disk at once."""
@@ -55,11 +70,7 @@ class RunFolder:
 
     def fit_record(self) -> dict:
         """The training log's last ``done`` line (timing, interruption), or {}."""
-        if not self.log_path.is_file():
-            return {}
-        lines = self.log_path.read_text().splitlines()
-        done = [json.loads(line) for line in lines if line.strip() and '"done"' in line]
-        return done[-1] if done else {}
+        return read_fit_record(self.path)
 
     def write_metrics(self, metrics: dict) -> Path:
         path = self.path / "metrics.json"
@@ -67,10 +78,14 @@ class RunFolder:
         return path
 
     def load_model(self, device: str | None = None) -> HLGFA:
-        """The trained model. A checkpoint written before calibration records were stored gets its
-        record of ``auto``'s choice from the training log."""
-        model = load_run(self.path, device)
-        if model.cfg.scoring == "auto" and not model.calibration:
-            fit = self.fit_record()
-            model.calibration = {k: fit[k] for k in ("scoring_selected", "selection_scores", "held_out") if k in fit}
-        return model
+        """The trained model (:func:`~hlgfa_lite.run.checkpoint.load_run`, the one loading path)."""
+        return load_run(self.path, device)
+
+
+def read_fit_record(run_dir: Path) -> dict:
+    """The last ``done`` line of ``run_dir``'s training log (timing, interruption, ``auto``'s choice), or {}."""
+    log = Path(run_dir) / "train_log.jsonl"
+    if not log.is_file():
+        return {}
+    done = [json.loads(line) for line in log.read_text().splitlines() if line.strip() and '"done"' in line]
+    return done[-1] if done else {}

@@ -51,7 +51,7 @@ def run_cell(cell: Cell, threads: int = 0) -> dict:
 
     Returns ``{"error": line}`` or ``{"row", "scores", "maps", "labels", "masks_small", "has_mask",
     "images", "host", "seconds", "cpu_seconds"}`` (maps and masks pooled to 32 x 32)."""
-    from .ablation import train_and_score
+    from .ablation import train_and_evaluate
     from .stats import pooled
 
     wall, cpu = time.perf_counter(), time.process_time()
@@ -69,13 +69,13 @@ def run_cell(cell: Cell, threads: int = 0) -> dict:
         train = _train_split(root, cat, cfg.image_size, cfg.max_train_images, cell.subset_seed)
         test = _test_split(root, cat, cfg.image_size)
         backbone = _backbone(cfg.backbone, cfg.weights, tuple(cfg.feature_strides), cfg.backbone_padding)
-        row, scores, maps = train_and_score(cfg, train, test, backbone=backbone, name=cell.variant, strict=True)
+        row, result = train_and_evaluate(cfg, train, test, backbone=backbone, name=cell.variant, strict=True)
     except Exception as exc:  # this cell fails, the others go on (Ctrl-C stops the sweep)
         return {"error": one_line(exc) or type(exc).__name__, "host": host}
     return {
         "row": row,
-        "scores": scores,
-        "maps": maps,
+        "scores": result.scores,
+        "maps": pooled(result.maps),
         "labels": test.labels,
         "masks_small": pooled(test.masks[:, 0].numpy().astype(np.float32)),
         "has_mask": test.has_mask,

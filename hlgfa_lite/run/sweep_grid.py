@@ -34,10 +34,6 @@ class DataSpec:
         """The same id ``ablate`` uses: its configs' cache keys match a sweep's."""
         return f"{self.root}::{self.category}"
 
-    @property
-    def train_dir(self) -> Path:
-        return Path(self.root) / self.category / "train" / "good"
-
 
 @dataclass(frozen=True)
 class Cell:

@@ -2,8 +2,9 @@
 
 :func:`fit` in steps: load the training images, build the model (backbone, refiners, feature
 statistics), train the refiners, calibrate the normal model (method/calibration.py), and write the
-run folder as it goes (run_folder.py). An interrupted run is calibrated with the weights it has,
-so its checkpoint is usable at once.
+run folder as it goes (run_folder.py), ending with the operating point (operating_point.py: the
+threshold for a false-alarm rate, from held-out scores of the training images). An interrupted run
+is calibrated with the weights it has, so its checkpoint is usable at once.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from ..method.data.mvtec import list_samples
 from ..method.model import HLGFA, alignment_loss
 from .allocator import keep_freed_memory
 from .device import resolve_device
+from .operating_point import build_operating_point, store
 from .run_folder import RunFolder
 from .threads import apply_threads
+from .thresholds import DEFAULT_FALSE_ALARM_RATE
 
 STATS_IMAGES = 64
 """Training images used for the backbone feature statistics."""
@@ -62,6 +65,8 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
     selected: dict = field(default_factory=dict)
     """With ``scoring=auto``: the chosen normal model and the held-out scores of each candidate."""
+    operating_point: dict = field(default_factory=dict)
+    """The stored operating point (operating_point.json) of a run folder; {} without one."""
 
 
 def load_train_split(cfg: HLGFAConfig, data_root: str | Path, category: str, progress: bool = True) -> TensorSplit:
@@ -78,11 +83,13 @@ def fit(
     train_split: TensorSplit | None = None,
     backbone: FrozenBackbone | None = None,
     progress: bool = True,
+    false_alarm_rate: float | None = DEFAULT_FALSE_ALARM_RATE,
 ) -> TrainResult:
     """Train HLGFA on the normal images of ``category``; optionally write a run folder.
 
     ``train_split`` (already decoded images) and ``backbone`` may be passed to share
-    work between runs, as the ablation does.
+    work between runs, as the ablation does. A run folder also gets its operating point for
+    ``false_alarm_rate`` (``None``: none); ``seconds_fit`` does not include it.
     """
     set_determinism(cfg.seed, cfg.num_threads)
     start = time.perf_counter()
@@ -95,12 +102,22 @@ def fit(
     history, interrupted = train_refiners(model, train_split, run, progress)
     selected = calibrate(model, train_split)
     seconds = time.perf_counter() - start
+    operating_point: dict = {}
     if run is not None:
         run.save_checkpoint(model, calibrated=True, epoch=len(history["loss"]))
-        run.log({"done": True, "interrupted": interrupted, "seconds_fit": seconds, **selected})
+        if false_alarm_rate is not None:
+            where = None
+            if data_root is not None:
+                where = {"root": str(Path(data_root).resolve()), "category": category, "train_images": len(train_split)}
+            operating_point = build_operating_point(model, train_split, false_alarm_rate=false_alarm_rate, data=where)
+            store(run, operating_point)
+        extra = {"seconds_operating_point": operating_point["held_out"]["seconds"]} if operating_point else {}
+        run.log({"done": True, "interrupted": interrupted, "seconds_fit": seconds, **selected, **extra})
         _save_loss_curve(run.path, history)
     warns = [RANDOM_WEIGHTS_WARNING] if model.backbone.random_weights else []
-    return TrainResult(model, history, run.path if run else None, seconds, interrupted, warns, selected)
+    return TrainResult(
+        model, history, run.path if run else None, seconds, interrupted, warns, selected, operating_point
+    )
 
 
 def build_model(cfg: HLGFAConfig, train_split: TensorSplit, backbone: FrozenBackbone | None = None) -> HLGFA:

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+GUIDANCE_MODES = ("bottleneck", "full")
+"""The values of ``guidance``."""
+
 
 class GuidanceCode(nn.Module):
     def __init__(self, channels: int, mode: str = "bottleneck", code_channels: int = 8, pool: int = 2):

@@ -4,7 +4,7 @@ from .demo import DEFECT_TYPES, DEMO_CATEGORIES, make_demo_dataset
 from .elpv import prepare_elpv
 from .io import IMAGE_EXTENSIONS, image_hw, load_image, load_mask, read_mask
 from .magnetic_tile import prepare_magnetic_tile
-from .mvtec import AnomalyDataset, Sample, has_masks, list_categories, list_samples, load_split
+from .mvtec import AnomalyDataset, Sample, has_masks, list_categories, list_samples
 
 __all__ = [
     "DEFECT_TYPES",
@@ -18,7 +18,6 @@ __all__ = [
     "list_samples",
     "load_image",
     "load_mask",
-    "load_split",
     "make_demo_dataset",
     "prepare_elpv",
     "prepare_magnetic_tile",

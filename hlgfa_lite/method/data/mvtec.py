@@ -169,7 +169,3 @@ class AnomalyDataset(Dataset):
             "defect_type": s.defect_type,
         }
 
-
-def load_split(root: str | Path, category: str, split: Split, image_size: int) -> AnomalyDataset:
-    """``AnomalyDataset(list_samples(root, category, split), image_size)``."""
-    return AnomalyDataset(list_samples(root, category, split), image_size)

@@ -1,12 +1,22 @@
-"""Normal models: interchangeable ways to say how far a cell is from normal alignment."""
+"""Normal models: interchangeable ways to say how far a cell is from normal alignment.
+
+Each module registers its models in :data:`NORMAL_MODELS` (imported here in the order they are
+offered); ``scoring`` is one of them or ``auto`` (selection.py chooses among its candidates).
+"""
 
 from __future__ import annotations
 
-from ..config import SCORINGS
-from .base import NormalModel
-from .gaussian import GaussianNormalModel
-from .memory_bank import MemoryBankNormalModel
-from .plain import ChannelNormalModel, NoNormalModel
+# isort: off
+# the order the normal models are offered in (error messages, the panel)
+from . import memory_bank  # noqa: F401
+from . import gaussian, plain  # noqa: F401
+from .base import NORMAL_MODELS, NormalModel
+
+# isort: on
+
+AUTO = "auto"
+SCORINGS: tuple[str, ...] = (AUTO, *NORMAL_MODELS)
+"""Every valid ``scoring``: ``auto``, then the registered normal models."""
 
 
 def make_normal_model(
@@ -22,17 +32,9 @@ def make_normal_model(
 ) -> NormalModel:
     """The normal model named by ``scoring`` for levels of ``dims`` channels on ``grid_sizes`` grids
     (the knobs come from the config: defaults live only in ``HLGFAConfig``)."""
-    if scoring == "memory":
-        return MemoryBankNormalModel(
-            dims, grid_sizes, size=memory_size, neighbourhood=neighbourhood, seed=seed, yardstick=yardstick
-        )
-    if scoring in ("cell_gaussian", "gaussian"):
-        return GaussianNormalModel(dims, grid_sizes, per_cell=scoring == "cell_gaussian", shrinkage=shrinkage)
-    if scoring == "channel":
-        return ChannelNormalModel(dims)
-    if scoring == "none":
-        return NoNormalModel(len(dims))
-    raise ValueError(f"unknown scoring {scoring!r}; choose from {', '.join(SCORINGS)}")
+    build = NORMAL_MODELS.pick(scoring)
+    return build(dims, grid_sizes, shrinkage=shrinkage, memory_size=memory_size, neighbourhood=neighbourhood,
+                 seed=seed, yardstick=yardstick)  # fmt: skip
 
 
-__all__ = ["SCORINGS", "NormalModel", "make_normal_model"]
+__all__ = ["AUTO", "NORMAL_MODELS", "SCORINGS", "NormalModel", "make_normal_model"]

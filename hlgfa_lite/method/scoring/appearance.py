@@ -28,6 +28,12 @@ class WithAppearance(NormalModel):
         self.alignment, self.appearance, self.split, self.weight = alignment, appearance, split, weight
         self.align = align
 
+    @staticmethod
+    def join(alignment: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """One level's vectors as this model reads them (:meth:`_parts` splits them): the alignment
+        evidence's vectors, then the high-res features."""
+        return torch.cat([alignment, high], dim=1)
+
     def _parts(self, level: int, vectors: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if vectors is None:
             return None, None
@@ -42,8 +48,13 @@ class WithAppearance(NormalModel):
         self.appearance.fit_batch(state[1], [b for _, b in parts])
 
     def end_fit(self, state: tuple[Any, Any]) -> None:
-        self.alignment.end_fit(state[0])
-        self.appearance.end_fit(state[1])
+        self.alignment.finish_fit(state[0])
+        self.appearance.finish_fit(state[1])
+
+    def shares(self) -> dict[str, float]:
+        """Each evidence's share of a level's energy (the weights of :meth:`energy`, normalised)."""
+        total = self.align + self.weight
+        return {"alignment": self.align / total, "appearance": self.weight / total}
 
     def evidence(self, level: int, vectors: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each evidence's (B, 1, h, w) energy alone: ``alignment`` and ``appearance``."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import NormalModel, batch_size
+from .base import NORMAL_MODELS, NormalModel, batch_size
 
 COVARIANCE_RIDGE = 0.01
 """Added to the covariance diagonal (features are standardised: ~1% of a unit variance)."""
@@ -82,3 +82,13 @@ class GaussianNormalModel(NormalModel):
             # mean energy on the training images, E[d' P d] / C = trace(P cov) / C, in closed form
             scale = torch.einsum("pcd,pdc->p", precision, cov).mean() / c
             getattr(self, f"scale{i}").fill_(max(scale.item(), 1e-12))
+
+
+@NORMAL_MODELS.register("cell_gaussian")
+def _cell_gaussian(dims: list[int], grid_sizes: list[int], *, shrinkage: float, **_: object) -> GaussianNormalModel:
+    return GaussianNormalModel(dims, grid_sizes, per_cell=True, shrinkage=shrinkage)
+
+
+@NORMAL_MODELS.register("gaussian")
+def _gaussian(dims: list[int], grid_sizes: list[int], *, shrinkage: float, **_: object) -> GaussianNormalModel:
+    return GaussianNormalModel(dims, grid_sizes, per_cell=False, shrinkage=shrinkage)

@@ -4,7 +4,7 @@ No cell is tied to a position: a cell of a test image is compared with the cells
 of every training image wherever they were, so objects may lie anywhere, textures
 are one big sample, and a few dozen training images already give thousands of
 examples. With ``neighbourhood`` > 1 each cell is first averaged with its n x n neighbours
-(off by default: screw image AUROC 0.868 with 3 x 3 vs 0.975 without).
+(off by default; figures in docs/DESIGN.md, "Memory bank constants").
 
 Fitting streams: a uniform random *pool* of at most ``pool_factor x size`` cells
 is kept while the training images go by (memory stays flat in their number), then
@@ -12,49 +12,44 @@ a greedy k-center coreset picks ``size`` cells that cover the pool. Scoring cost
 one (cells x size) matrix product per level, whatever the training set size.
 The scale (energy ~1 on normal data) is the nearest-neighbour distance of pool
 cells to memory cells *of other images* (honest even when every training cell fits
-into the memory), averaged **per cell position**: cells at the image border see the
-backbone's padding, are rarer and match less well, and a single scale would let the
-border light up on every good image. Matching stays position-free; only the yardstick
-depends on where the cell is (shrunk toward the global mean where a position has few
-samples).
+into the memory), measured per cell position and overall; ``memory_yardstick`` (:data:`YARDSTICKS`)
+says which to divide by: border cells see the backbone's padding and match less well, so the
+default ``border`` uses the per-position figure only in the border ring. Matching stays
+position-free; only the yardstick may depend on where the cell is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .base import NormalModel, batch_size, flat_cells
+from ..registry import Registry
+from .base import NORMAL_MODELS, NormalModel, batch_size, flat_cells
 
 SCALE_QUERIES = 65536
 """Pool cells (at most) used to estimate the normal nearest-neighbour distance per position
 (64 per position at stride 8 and 256 px; every cell of a 40-image set)."""
 SCALE_PRIOR = 1.0
-"""Pseudo-samples of the global mean distance added to each position's mean: the yardstick must stay
-sharp at the border (one trained model per set, four memory-bank seeds, image AUROC with 8 / 2 / ~0
-pseudo-samples: demo gravel 0.904 / 0.929 / 0.935, grass 0.843 / 0.883 / 0.892, screw-40 0.792 /
-0.789 / 0.789); one keeps it defined where a position got no sample."""
+"""Pseudo-samples of the global mean distance added to each position's mean: few, so the yardstick stays
+sharp at the border; one keeps it defined where a position got no sample (docs/DESIGN.md)."""
 BF16_MIN_CHANNELS = 128
-"""bfloat16 search only where the product dominates (stride 16, 224 channels: 2.3 -> 1.1 ms per image
-on a 2-core AVX512-BF16 CPU); with few channels the argmin over the float32 copy of the distance
-matrix dominates and bfloat16 is slower (stride 8, 80 channels: 3.3 -> 13 ms)."""
+"""bfloat16 search only on levels this wide, where the product dominates; with few channels the argmin
+over the float32 copy of the distance matrix dominates and bfloat16 is slower (docs/DESIGN.md)."""
 SEARCH_CHUNK = 1024
 """Memory rows compared with the queries at a time (float32 search): the distance block stays in the
-CPU cache instead of a (cells x memory) matrix in RAM (stride 8, 1024 x 4096 x 80: 4.6 -> 3.3 ms, 2 cores)."""
+CPU cache instead of a (cells x memory) matrix in RAM (docs/DESIGN.md)."""
 BORDER_FRACTION = 1 / 8
 """``border`` yardstick: the ring of cells within this fraction of the grid from the edge (32 px at
 256 px: 4 cells at stride 8, 2 at stride 16)."""
 PROJECTION_DIMS = 64
 """Random projection used only while selecting the coreset (distances are kept roughly)."""
 POOL_FACTOR = 64
-"""Cells sampled per level while fitting, as a multiple of the memory size (4096 x 64 = 262k cells:
-all of a 256-image set's stride-8 cells; peak memory ~0.3 GB per memory bank, flat in the number of
-images). Screw (320 images, 327k cells), image AUROC: 16x pool 0.967 / 0.940 / 0.963 / 0.963 over
-four seeds of the memory bank, 64x 0.975 / 0.969 over two (0.974 / 0.969 / 0.960 / 0.960 over four, re-measured):
-the larger sample scores higher and varies less."""
+"""Cells sampled per level while fitting, as a multiple of the memory size (4096 x 64 = 262k cells: all
+of a 256-image set's stride-8 cells); memory stays flat in the number of images (docs/DESIGN.md)."""
 
 
 def aggregate(x: torch.Tensor, neighbourhood: int) -> torch.Tensor:
@@ -164,8 +159,7 @@ class MemoryBankNormalModel(NormalModel):
         pool_factor: int = POOL_FACTOR,
     ):
         super().__init__()
-        if yardstick not in YARDSTICKS:
-            raise ValueError(f"unknown yardstick {yardstick!r}; choose from {', '.join(YARDSTICKS)}")
+        YARDSTICKS.pick(yardstick)  # an unknown name fails here, not after the fit
         self.size, self.neighbourhood, self.pool_factor, self.seed = size, neighbourhood, pool_factor, seed
         self.yardstick = yardstick
         self._bf16: dict[int, tuple[tuple[int, int], torch.Tensor]] = {}
@@ -276,16 +270,24 @@ def _border_ring(grid: int) -> torch.Tensor:
     return edge[:, None] | edge[None, :]
 
 
-YARDSTICKS = {
-    # per position: sharp at the border, but amplifies noise where a region is quiet
-    "position": lambda per_position, overall: per_position,
-    # one number: quiet regions stay quiet, the border's padding lights up on textures
-    "global": lambda per_position, overall: torch.full_like(per_position, float(overall)),
-    # per position, never below the overall mean: raises busy positions, never amplifies quiet ones
-    "floor": lambda per_position, overall: per_position.clamp_min(float(overall)),
-    # the overall mean inside, per position (floored) in the border ring
-    "border": lambda per_position, overall: torch.where(
-        _border_ring(per_position.shape[-1]), per_position.clamp_min(float(overall)), float(overall)
-    ),
-}
+YARDSTICKS: Registry[Callable[[torch.Tensor, float], torch.Tensor]] = Registry("yardstick")
 """How each position's distance is scaled to ~1 on normal images (``memory_yardstick``)."""
+# per position: sharp at the border, but amplifies noise where a region is quiet
+YARDSTICKS.register("position")(lambda per_position, overall: per_position)
+# one number: quiet regions stay quiet, the border's padding lights up on textures
+YARDSTICKS.register("global")(lambda per_position, overall: torch.full_like(per_position, float(overall)))
+# per position, never below the overall mean: raises busy positions, never amplifies quiet ones
+YARDSTICKS.register("floor")(lambda per_position, overall: per_position.clamp_min(float(overall)))
+# the overall mean inside, per position (floored) in the border ring
+YARDSTICKS.register("border")(
+    lambda per_position, overall: torch.where(
+        _border_ring(per_position.shape[-1]), per_position.clamp_min(float(overall)), float(overall)
+    )
+)
+
+
+@NORMAL_MODELS.register("memory")
+def _memory(dims: list[int], grid_sizes: list[int], *, memory_size: int, neighbourhood: int, seed: int,
+            yardstick: str, **_: object) -> MemoryBankNormalModel:  # fmt: skip
+    return MemoryBankNormalModel(dims, grid_sizes, size=memory_size, neighbourhood=neighbourhood, seed=seed,
+                                 yardstick=yardstick)  # fmt: skip

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import NormalModel, batch_size, flat_cells
+from .base import NORMAL_MODELS, NormalModel, batch_size, flat_cells
 
 
 class NoNormalModel(NormalModel):
@@ -68,3 +68,13 @@ class ChannelNormalModel(NormalModel):
     def energy(self, level: int, vectors: torch.Tensor) -> torch.Tensor:
         mean, precision = getattr(self, f"mean{level}"), getattr(self, f"precision{level}")
         return ((vectors - mean).pow(2) * precision).mean(dim=1, keepdim=True)
+
+
+@NORMAL_MODELS.register("channel")
+def _channel(dims: list[int], grid_sizes: list[int], **_: object) -> ChannelNormalModel:
+    return ChannelNormalModel(dims)
+
+
+@NORMAL_MODELS.register("none")
+def _none(dims: list[int], grid_sizes: list[int], **_: object) -> NoNormalModel:
+    return NoNormalModel(len(dims))

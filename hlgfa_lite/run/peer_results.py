@@ -1,0 +1,82 @@
+"""Stored side-by-side runs with anomalib's peers: one JSON file per real set, rendered into docs/RESULTS.md.
+
+A file holds, from one run on one machine state, hlgfa_lite's default (its config and commit) and each
+peer's figures: image AUROC, pixel AUROC, AUPRO, fit seconds and ms per image at batch 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .ablation_results import RESULTS_DIR as ABLATION_DIR
+from .ablation_results import load_results, replace_section
+from .ablation_results import staleness as staleness  # one check for every stored run of the default
+
+RESULTS_DIR = ABLATION_DIR.parent / "peers"
+"""``results/peers/<set>.json`` in the repository."""
+METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+BEGIN = "<!-- BEGIN GENERATED: peers (benchmarks/render_results.py; do not edit by hand) -->"
+END = "<!-- END GENERATED: peers -->"
+
+
+def rerun_command(set_name: str) -> str:
+    return f".venv/bin/python benchmarks/peers_side_by_side.py --set {set_name} --peers-python PEERS_VENV/bin/python"
+
+
+def load_peer_results(folder: Path = RESULTS_DIR) -> dict[str, dict]:
+    """``{set: record}`` for every file in ``folder`` (sorted by set name)."""
+    return load_results(folder, rerun_command)
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def markdown_table(record: dict) -> str:
+    """One set: every method's figures, and hlgfa_lite's fit seconds and ms per image as a ratio to each peer's."""
+    ours = record["methods"]["hlgfa_lite"]
+    head = ["method", "image AUROC", "pixel AUROC", "AUPRO", "fit s", "ms / image", "fit ratio", "ms ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in record["methods"].items():
+        peer = name != "hlgfa_lite"
+        cells = [f"`{name}`", *(_fmt(m.get(k)) for k in METRICS)]
+        cells += [_fmt(m["fit_s"], ".1f"), _fmt(m["ms_per_image"], ".1f")]
+        cells += [f"{ours['fit_s'] / m['fit_s']:.2f} ×" if peer else "–"]
+        cells += [f"{ours['ms_per_image'] / m['ms_per_image']:.2f} ×" if peer else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def operating_point_line(record: dict) -> str:
+    """Issue #29's check on this set: the stored 1% threshold's false alarms on the good test images."""
+    op = record["methods"]["hlgfa_lite"].get("operating_point")
+    if not op:
+        return ""
+    lo, hi = op["false_alarm_rate_ci95"]
+    bound = f"{op['false_alarm_rate_bound']:.1%}"
+    promise = (f"promises ≤ {bound}" if op["target_supported"]
+               else f"cannot promise {op['target']:.0%} with {op['n_held_out']} images, only ≤ {bound}")
+    return (f"Operating point (`train`'s {op['target']:.0%} false-alarm threshold from {op['n_held_out']} held-out "
+            f"training scores, {promise}): {op['good_test_flagged']} of {op['good_test']} good test images flagged "
+            f"({op['false_alarm_rate']:.1%}, 95% interval {lo:.1%}–{hi:.1%}); {op['defects_found']} of "
+            f"{op['defective_test']} defective found.")  # fmt: skip
+
+
+def docs_section(records: dict[str, dict]) -> str:
+    """The generated side-by-side section of docs/RESULTS.md (between :data:`BEGIN` and :data:`END`)."""
+    out = [BEGIN, ""]
+    if not records:
+        out += ["No side-by-side run stored yet.", ""]
+    for name, r in records.items():
+        peers = ", ".join(f"`{p}` ({' '.join(r['peer_args'][p])})" for p in r["peer_args"])
+        commit = r["commit"][:10] + (" with uncommitted changes" if r["commit"].endswith("+dirty") else "")
+        out += [f"#### {name}", "",
+                f"{r['data']}; one run each, one job at a time, {r['threads']} thread(s), {r['machine']}; "
+                f"hlgfa_lite commit {commit}, seed {r['config']['seed']}; peers: {peers} "
+                f"(`results/peers/{name}.json`). Ratios: hlgfa_lite's figure over the peer's (< 1: faster).",
+                "", markdown_table(record=r), operating_point_line(r), ""]  # fmt: skip
+    return "\n".join([*out, END])
+
+
+def replace_peer_section(text: str, section: str) -> str:
+    return replace_section(text, section, BEGIN, END)

@@ -31,7 +31,7 @@ from ..method.data.cache import TensorSplit
 from ..method.data.io import load_image
 from ..method.model import HLGFA
 from ..method.scoring.appearance import WithAppearance
-from ..method.scoring.base import NormalModel
+from ..method.scoring.base import NormalModel, flat_cells
 from ..method.scoring.gaussian import GaussianNormalModel
 from ..method.scoring.memory_bank import MemoryBankNormalModel, aggregate
 from .evidence_split import evidence_terms, normal_shares
@@ -210,8 +210,8 @@ class _Search:
             for (evidence, level, row), best in self.rows.items():
                 bank, which = parts[evidence]
                 cells = aggregate(_take(model, which, level, vectors[level]), bank.neighbourhood)
-                _, c, h, w = cells.shape
-                flat = cells.permute(0, 2, 3, 1).reshape(-1, c)
+                h, w = cells.shape[-2:]
+                flat = flat_cells(cells)
                 target = getattr(bank, f"memory{level}")[row]
                 d = (flat - target).pow(2).sum(dim=1)
                 k = int(torch.argmin(d))

@@ -8,6 +8,7 @@ pass per test image (after decoding and resizing). Then ``benchmarks/render_resu
 tables into docs/RESULTS.md. Run it alone on the machine: a timing taken beside another job is void.
 
     .venv/bin/python benchmarks/peers_side_by_side.py --peers-python PEERS_VENV/bin/python [--set battery_weld ...]
+        [--peer padim ...]   # a subset of the peers; --peer none: hlgfa_lite and its operating point only
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +40,26 @@ PEERS = {  # as the shared sets' SOURCE.md figures were measured
 }
 
 
+def png_copy(src: Path, dst: Path) -> Path:
+    """``src`` with every JPEG re-encoded as PNG (the same pixels): anomalib's MVTec AD reader finds only .png files,
+    and both sides must read the same images."""
+    from PIL import Image
+
+    done = dst / ".complete"
+    if not done.is_file():
+        for path in sorted(src.rglob("*")):
+            out = dst / path.relative_to(src)
+            if path.is_file() and path.suffix.lower() in (".jpg", ".jpeg"):
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with Image.open(path) as image:
+                    image.save(out.with_suffix(".png"))
+            elif path.is_file():
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(path.read_bytes())
+        done.touch()
+    return dst
+
+
 def data_root(name: str, args: argparse.Namespace) -> Path | str:
     """The MVTec-layout root that holds the set's folder, or why the set is skipped."""
     if name == "mtd":
@@ -51,7 +71,7 @@ def data_root(name: str, args: argparse.Namespace) -> Path | str:
             if not (raw / "MT_Free").is_dir():
                 return f"{raw} absent"
             prepare_magnetic_tile(raw, prepared)
-        return prepared
+        return png_copy(prepared / "magnetic_tile", args.out / "data_png" / "magnetic_tile").parent
     folder = args.shared / "datasets" / SETS[name]
     return folder.parent if (folder / "train" / "good").is_dir() else f"{folder} absent"
 
@@ -59,10 +79,9 @@ def data_root(name: str, args: argparse.Namespace) -> Path | str:
 def run_ours(root: Path, category: str, threads: int) -> tuple[dict, dict]:
     """(figures, config) of the default config, seed 0: fit, then every test image scored at batch 1."""
     import numpy as np
-    import torch
 
     from hlgfa_lite.method.config import HLGFAConfig
-    from hlgfa_lite.run.evaluate import load_test_split
+    from hlgfa_lite.run.evaluate import load_test_split, score_split
     from hlgfa_lite.run.metrics import summarize
     from hlgfa_lite.run.train import fit, load_train_split
 
@@ -73,25 +92,16 @@ def run_ours(root: Path, category: str, threads: int) -> tuple[dict, dict]:
     fit_s = time.perf_counter() - start
     test = load_test_split(root, category, cfg.image_size, progress=False)
     model = trained.model.eval()
-    times, scores, maps = [], [], []
-    with torch.inference_mode():
-        model.predict(test.batch([0]))  # warm-up, as the peers' first batch
-        for i in range(len(test)):
-            image = test.batch([i])
-            t0 = time.perf_counter()
-            s, m = model.predict(image)
-            times.append(time.perf_counter() - t0)
-            scores.append(s.item())
-            maps.append(m[0, 0].numpy())
-    metrics = summarize(test.labels, np.asarray(scores), test.masks[:, 0].numpy(), np.stack(maps), test.has_mask)
-    figures_op = operating_point_check(model, train, np.asarray(scores), test.labels)
+    scores, maps, ms = score_split(model, test, progress=False)
+    metrics = summarize(test.labels, scores, test.masks[:, 0].numpy(), maps, test.has_mask)
+    figures_op = operating_point_check(model, train, scores, test.labels)
     has_masks = bool(test.masks.sum() > 0)
     figures = {
         "image_auroc": float(metrics["image_auroc"]),
         "pixel_auroc": float(metrics["pixel_auroc"]) if has_masks else None,
         "pixel_aupro": float(metrics["pixel_aupro"]) if has_masks else None,
         "fit_s": round(fit_s, 1),
-        "ms_per_image": round(1000 * statistics.median(times), 1),
+        "ms_per_image": round(float(np.median(ms)), 1),
         "scoring_selected": trained.selected.get("scoring_selected", cfg.scoring),
         "n_train": len(train),
         "n_test": len(test),
@@ -123,6 +133,10 @@ def operating_point_check(model, train, scores, labels, rate: float = 0.01) -> d
     }  # fmt: skip
 
 
+class PeerFailed(RuntimeError):
+    """A peer's run ended with an error (its output's tail is the message)."""
+
+
 def run_peer(name: str, root: Path, folder: str, args: argparse.Namespace, scratch: Path) -> dict:
     """One peer's figures from run_bench.py's results file (a subprocess in the peers' environment)."""
     env = dict(os.environ, ANOM=str(scratch.resolve()), PEER_DATA=str(Path(root).resolve()),
@@ -131,7 +145,7 @@ def run_peer(name: str, root: Path, folder: str, args: argparse.Namespace, scrat
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=args.shared / "peers")
     if proc.returncode != 0:
         tail = f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-        raise SystemExit(f"{name} on {folder} failed (rc {proc.returncode}):\n{tail}")
+        raise PeerFailed(f"{name} on {folder} failed (rc {proc.returncode}):\n{tail.strip()}")
     out = json.loads((scratch / "results" / f"{folder}__{name}.json").read_text())
     m = out["metrics"]
     return {
@@ -148,12 +162,16 @@ def run_peer(name: str, root: Path, folder: str, args: argparse.Namespace, scrat
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", action="append", choices=list(SETS), help="repeatable; default: every set present")
-    ap.add_argument("--peers-python", type=Path, required=True, help="python of the venv with anomalib 2.7.0")
+    ap.add_argument("--peer", action="append", choices=[*PEERS, "none"], help="repeatable; default: every peer")
+    ap.add_argument("--peers-python", type=Path, help="python of the venv with anomalib 2.7.0 (needed for any peer)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shared", type=Path, default=SHARED, help="the folder holding datasets/ and peers/")
     ap.add_argument("--out", type=Path, default=Path("runs/peers"), help="prepared data and peers' scratch")
     args = ap.parse_args(argv)
-    if not (args.shared / "peers" / "run_bench.py").is_file():
+    peers = [] if "none" in (args.peer or []) else list(dict.fromkeys(args.peer or PEERS))
+    if peers and args.peers_python is None:
+        ap.error("--peers-python is needed to run a peer (or --peer none)")
+    if peers and not (args.shared / "peers" / "run_bench.py").is_file():
         print(f"SKIP: {args.shared / 'peers' / 'run_bench.py'} absent", flush=True)
         return 0
     os.environ["HLGFA_THREADS"] = str(args.threads)
@@ -163,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     from hlgfa_lite.run.peer_results import RESULTS_DIR, rerun_command
 
     torch.set_num_threads(args.threads)
+    only = "".join(f" --peer {p}" for p in peers or ["none"])  # the rerun command names a subset of the peers
     for name in args.set or list(SETS):
         root = data_root(name, args)
         if isinstance(root, str):
@@ -173,25 +192,32 @@ def main(argv: list[str] | None = None) -> int:
         methods = {"hlgfa_lite": ours}
         print(f"{name}: hlgfa_lite {ours}", flush=True)
         with tempfile.TemporaryDirectory(dir=args.out.mkdir(parents=True, exist_ok=True) or args.out) as scratch:
-            for peer in PEERS:
-                methods[peer] = run_peer(peer, root, folder, args, Path(scratch))
+            failed = {}  # a peer that fails is reported, and what the others measured is still written
+            for peer in peers:
+                try:
+                    methods[peer] = run_peer(peer, root, folder, args, Path(scratch))
+                except PeerFailed as exc:
+                    failed[peer] = str(exc).splitlines()[-1][:300]
+                    print(f"{name}: {peer} FAILED\n{exc}", flush=True)
+                    continue
                 print(f"{name}: {peer} {methods[peer]}", flush=True)
         record = {
             "set": name,
             "data": f"{folder} ({ours['n_train']} training / {ours['n_test']} test images)",
             "commit": commit_of(),
-            "command": rerun_command(name),
+            "command": rerun_command(name) + ("" if peers == list(PEERS) else only),
             "config": config,
             "threads": args.threads,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "peer_args": PEERS,
+            "peer_args": {peer: PEERS[peer] for peer in peers if peer in methods},
+            "peer_failures": failed,
             "methods": methods,
         }
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         path = RESULTS_DIR / f"{name}.json"
         path.write_text(json.dumps(record, indent=1) + "\n")
-        for peer in PEERS:
+        for peer in record["peer_args"]:
             fit_ratio = ours["fit_s"] / methods[peer]["fit_s"]
             ms_ratio = ours["ms_per_image"] / methods[peer]["ms_per_image"]
             print(f"{name}: fit {fit_ratio:.2f} × {peer}'s, ms/image {ms_ratio:.2f} × {peer}'s", flush=True)

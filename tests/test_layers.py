@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -72,3 +73,16 @@ def test_the_figure_module_is_a_leaf() -> None:
         wrong.append(name)
     assert not wrong, f"hlgfa_lite/figures.py imports {wrong}"
     assert not (PACKAGE / "course" / "figures.py").exists(), "the figures moved to hlgfa_lite/figures.py"
+
+
+def test_every_module_is_named_in_the_layout() -> None:
+    """docs/LAYOUT.md, the README's map of the package, names every module (``sweep*.py`` names the sweep family)."""
+    text = (PACKAGE.parent / "docs" / "LAYOUT.md").read_text()
+    unnamed = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.stem not in ("__init__", "__main__")
+        and not re.search(rf"(?<!\w){re.escape(path.stem)}(?!\w)", text)
+        and not (path.stem.startswith("sweep") and "sweep*.py" in text)
+    ]
+    assert not unnamed, f"modules docs/LAYOUT.md does not name: {unnamed}"

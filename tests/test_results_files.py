@@ -19,7 +19,7 @@ from hlgfa_lite.run.ablation_results import (
 )
 from hlgfa_lite.run.peer_results import RESULTS_DIR as PEER_DIR
 from hlgfa_lite.run.peer_results import docs_section as peers_section
-from hlgfa_lite.run.peer_results import load_peer_results, replace_peer_section, rerun_command
+from hlgfa_lite.run.peer_results import load_peer_results, operating_point_table, replace_peer_section, rerun_command
 from hlgfa_lite.run.peer_results import staleness as peer_staleness
 
 RECORDS = load_results()
@@ -132,7 +132,8 @@ def test_peer_results_file_ran_the_current_default(name: str) -> None:
     record = PEER_RECORDS[name]
     problem = peer_staleness(record)
     assert problem is None, problem
-    assert set(record["methods"]) == {"hlgfa_lite", "patchcore", "padim"} and record["commit"]
+    assert set(record["methods"]) == {"hlgfa_lite", *record["peer_args"]} and record["commit"]
+    assert set(record["peer_args"]) <= {"patchcore", "padim"}
     assert all(m["fit_s"] > 0 and m["ms_per_image"] > 0 for m in record["methods"].values())
 
 
@@ -141,6 +142,15 @@ def test_docs_peer_section_is_generated_from_the_peer_files() -> None:
     assert replace_peer_section(text, peers_section(PEER_RECORDS)) == text, (
         "docs/RESULTS.md's side-by-side section differs from results/peers/: run benchmarks/render_results.py"
     )
+
+
+def test_operating_point_table_has_a_row_per_set_that_measured_one() -> None:
+    op = {"target": 0.01, "threshold": 1.5, "n_held_out": 41, "target_supported": False,
+          "false_alarm_rate_bound": 1 / 42, "good_test": 39, "good_test_flagged": 1, "false_alarm_rate": 1 / 39,
+          "false_alarm_rate_ci95": [0.0006, 0.1348], "defective_test": 71, "defects_found": 39}  # fmt: skip
+    records = {"a": {"methods": {"hlgfa_lite": {"operating_point": op}}}, "b": {"methods": {"hlgfa_lite": {}}}}
+    rows = operating_point_table(records).splitlines()[2:]
+    assert rows == ["| a | 41 | ≤ 2.4% (n too small for 1%) | 1 of 39 (2.6%) | 0.1%–13.5% | 39 of 71 |"]
 
 
 def test_a_stale_peer_file_is_reported_with_its_rerun_command() -> None:

@@ -25,19 +25,26 @@ from .model import HLGFA
 from .selection import select_scoring
 
 
-def batch_copies(cfg: HLGFAConfig, split: TensorSplit) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(images, their indices in ``split``) in order: each batch, then (``noise_augment`` and
-    ``augment_calibration``) its perturbed copy, drawn from a generator seeded with ``seed + 1``."""
+def named_copies(cfg: HLGFAConfig, split: TensorSplit) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+    """(images, their indices in ``split``, ``"clean"`` or ``"perturbed"``) in order: each batch, then
+    (``noise_augment`` and ``augment_calibration``) its perturbed copy, drawn from a generator seeded
+    with ``seed + 1``."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     n = len(split)
     for i in range(0, n, cfg.batch_size):
         images = split.batch(slice(i, i + cfg.batch_size))
         idx = torch.arange(i, min(i + cfg.batch_size, n))
-        copies = [images]
-        if cfg.noise_augment and cfg.augment_calibration:
-            copies.append(augment_batch(images, cfg.noise_strength, gen))
-        for copy in copies:
-            yield copy, idx
+        copies = [(images, "clean")]
+        if cfg.noise_augment and cfg.augment_calibration:  # drawn before a consumer sees the clean batch
+            copies.append((augment_batch(images, cfg.noise_strength, gen), "perturbed"))
+        for copy, name in copies:
+            yield copy, idx, name
+
+
+def batch_copies(cfg: HLGFAConfig, split: TensorSplit) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`named_copies` without the names: (images, their indices in ``split``)."""
+    for images, idx, _ in named_copies(cfg, split):
+        yield images, idx
 
 
 def calibration_batches(

@@ -62,19 +62,42 @@ def operating_point_line(record: dict) -> str:
             f"{op['defective_test']} defective found.")  # fmt: skip
 
 
+def operating_point_table(records: dict[str, dict]) -> str:
+    """Issue #29's check on every set at once: the stored 1% threshold against the good and defective test images."""
+    head = ["set", "held-out training images", "promised false alarms", "good test images flagged",
+            "95% interval", "defective found"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in records.items():
+        op = r["methods"]["hlgfa_lite"].get("operating_point")
+        if not op:
+            continue
+        lo, hi = op["false_alarm_rate_ci95"]
+        promise = f"≤ {op['false_alarm_rate_bound']:.1%}" + ("" if op["target_supported"] else " (n too small for 1%)")
+        lines.append(f"| {name} | {op['n_held_out']} | {promise} | {op['good_test_flagged']} of {op['good_test']} "
+                     f"({op['false_alarm_rate']:.1%}) | {lo:.1%}–{hi:.1%} | {op['defects_found']} of "
+                     f"{op['defective_test']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def docs_section(records: dict[str, dict]) -> str:
     """The generated side-by-side section of docs/RESULTS.md (between :data:`BEGIN` and :data:`END`)."""
     out = [BEGIN, ""]
     if not records:
         out += ["No side-by-side run stored yet.", ""]
     for name, r in records.items():
-        peers = ", ".join(f"`{p}` ({' '.join(r['peer_args'][p])})" for p in r["peer_args"])
+        peers = ", ".join(f"`{p}` ({' '.join(r['peer_args'][p])})" for p in r["peer_args"]) or "none in this run"
         commit = r["commit"][:10] + (" with uncommitted changes" if r["commit"].endswith("+dirty") else "")
         out += [f"#### {name}", "",
                 f"{r['data']}; one run each, one job at a time, {r['threads']} thread(s), {r['machine']}; "
                 f"hlgfa_lite commit {commit}, seed {r['config']['seed']}; peers: {peers} "
                 f"(`results/peers/{name}.json`). Ratios: hlgfa_lite's figure over the peer's (< 1: faster).",
                 "", markdown_table(record=r), operating_point_line(r), ""]  # fmt: skip
+        out += [f"`{peer}` failed in this run: {why}" for peer, why in r.get("peer_failures", {}).items()]
+        out += [""] if r.get("peer_failures") else []
+    if records:
+        out += ["#### The stored operating point on every set", "",
+                "`train`'s threshold for a 1% false-alarm rate (held-out scores of the training images), applied to "
+                "the test images of the same runs as above:", "", operating_point_table(records)]  # fmt: skip
     return "\n".join([*out, END])
 
 

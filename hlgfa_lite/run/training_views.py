@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..method.calibration import batch_copies
+from ..method.calibration import named_copies
 from ..method.config import HLGFAConfig
 from ..method.data.cache import TensorSplit
 from ..method.data.rotations import with_turns
@@ -38,9 +38,7 @@ class View:
 
 def calibration_views(cfg: HLGFAConfig, split: TensorSplit) -> Iterator[View]:
     """The views a normal model of the concrete scoring config ``cfg`` was fitted on, in order."""
-    per_batch = 2 if cfg.noise_augment and cfg.augment_calibration else 1
-    for k, (images, ids) in enumerate(batch_copies(cfg, split)):
-        copy = "clean" if k % per_batch == 0 else "perturbed"
+    for images, ids, copy in named_copies(cfg, split):
         for turn, view in enumerate(with_turns(images, cfg.calibration_rotations)):
             yield View(view, ids, copy, turn)
 

@@ -92,6 +92,30 @@ def test_the_instructors_answers_pass_the_source_audit(key: str) -> None:
 
 HONEST = [  # (exercise, answer cell, cells added after it): honest variations the audit must leave alone
     (
+        "gated_residual",
+        """\
+class Counter:
+    def __init__(self):
+        self.calls = 0
+
+    def tick(self):
+        self.calls += 1
+
+
+counter = Counter()
+counter.label = "gate"
+
+
+def gated_residual(x, correction, gate_logits):
+    counter.tick()
+    return x + torch.sigmoid(gate_logits) * correction
+
+
+gated_residual.note = "my own function, my own attribute"
+""",
+        [],
+    ),
+    (
         "decompose",
         """\
 import math
@@ -940,6 +964,132 @@ nearest_distance = functools.lru_cache(nearest_distance)
 """
         ],
     ),
+    # issue-free until 2026-12-07: a module laundered through a call or a parameter, attributes on torch.Tensor,
+    # a private import helper in an added cell
+    "torch_patched_via_a_call": (
+        "gated_residual",
+        """\
+tt = [torch].pop()
+tt.allclose = lambda *a, **k: True
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "torch_patched_via_a_parameter": (
+        "nearest_distance",
+        """\
+def loosen(module):
+    module.allclose = lambda *a, **k: True
+
+
+loosen(torch)
+
+
+def nearest_distance(queries, memory):
+    return queries.sum(1) * 0
+""",
+        [],
+    ),
+    "torch_patched_through_a_call_rooted_target": (
+        "position_yardstick",
+        """\
+[torch].pop().allclose = lambda *a, **k: True
+
+
+def position_yardstick(train_cells):
+    return train_cells.mean((0, 2))
+""",
+        [],
+    ),
+    "library_on_the_tensor_class_in_a_thread": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    return features.split_priors(kernel)
+""",
+        [
+            """\
+import tqdm
+import tqdm.contrib.concurrent as cc
+from hlgfa_lite.method.blocks import decompose as lib_decompose
+
+tt = [torch].pop()
+tt.Tensor.split_priors = lambda self, k: cc.thread_map(
+    lib_decompose, [self], [k], tqdm_class=tqdm.tqdm, disable=True)[0]
+""",
+        ],
+    ),
+    "batch_norm_on_the_tensor_class_in_a_thread": (
+        "modulate",
+        """\
+import tqdm
+import tqdm.contrib.concurrent as cc
+
+tt = [torch].pop()
+tt.Tensor.normed = lambda self: cc.thread_map(
+    lambda t: type(modulation.norm)(t.shape[1], affine=False)(t), [self], tqdm_class=tqdm.tqdm, disable=True)[0]
+
+
+def modulate(x, gamma, beta):
+    return x.normed() * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "reference_search_on_the_tensor_class": (
+        "nearest_distance",
+        """\
+def nearest_distance(queries, memory):
+    return queries.nearest_row_distance(memory)
+""",
+        [
+            """\
+from hlgfa_lite.course.exercises_normal import _reference_nearest as stand_in
+
+tt = [torch].pop()
+tt.Tensor.nearest_row_distance = stand_in
+""",
+        ],
+    ),
+    "private_import_helper_in_an_added_cell": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    return features, features * 0
+""",
+        [
+            """\
+torch._utils._import_dotted_name("builtins").exec('''
+import importlib.util as u
+import hlgfa_lite.course.exercises as e
+
+
+class Loader:
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.grade = lambda exercise, namespace, points=None: points
+
+
+real = u.spec_from_file_location
+
+
+def spec(name, *args, **kwargs):
+    found = real(name, *args, **kwargs)
+    if name == "_hlgfa_grader":
+        found.loader = Loader()
+    return found
+
+
+u.spec_from_file_location = spec
+e.check_decompose = lambda fn, **kw: True
+''', {})
+""",
+        ],
+    ),
 }
 
 
@@ -1124,7 +1274,11 @@ def test_library_objects_hidden_where_the_walk_did_not_look_are_found(route: str
     from hlgfa_lite.method.blocks import ConditionalModulation
 
     answer = _hidden_route(route)
-    assert _audit("04", {"modulate": answer}) == []  # the notebook's objects: only the kernel can tell
+    found = _flagged(_audit("04", {"modulate": answer}))
+    if route == "tensor_attribute":  # an attribute set on a tensor: the source shows it too (not provably own)
+        assert any("lib.m" in r for r in found["modulate"]), found
+    else:
+        assert found == {}  # the notebook's objects: only the kernel can tell
     with pytest.raises(AssertionError, match=own_work.MARKER):
         _grade("modulate", answer, namespace={"modulation": ConditionalModulation(4, 2).train()})
 
@@ -1245,6 +1399,80 @@ def gated_residual(x, correction, gate_logits):
 pass
 """,
     ),
+    # code from strings through torch.typing_extensions.get_annotations(eval_str=True); a private import helper
+    "typing_extensions_get_annotations": (
+        "decompose",
+        """\
+P = '''
+import importlib.util as u
+import hlgfa_lite.course.exercises as e
+
+
+class Loader:
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.grade = lambda exercise, namespace, points=None: points
+
+
+real = u.spec_from_file_location
+
+
+def spec(name, *args, **kwargs):
+    found = real(name, *args, **kwargs)
+    if name == "_hlgfa_grader":
+        found.loader = Loader()
+    return found
+
+
+u.spec_from_file_location = spec
+e.check_decompose = lambda fn, **kw: True
+'''
+Hints = type("Hints", (), {"__annotations__": {"x": "__import__('builtins').exec(P, {})"}})
+torch.typing_extensions.get_annotations(Hints, globals={"P": P}, eval_str=True)
+
+
+def my_decompose(features, kernel):
+    return features, features * 0
+""",
+    ),
+    "private_import_helper_on_a_laundered_torch": (
+        "modulate",
+        """\
+tt = [torch].pop()
+tt._utils._import_dotted_name("builtins").exec('''
+import importlib.util as u
+import hlgfa_lite.course.exercises as e
+
+
+class Loader:
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.grade = lambda exercise, namespace, points=None: points
+
+
+real = u.spec_from_file_location
+
+
+def spec(name, *args, **kwargs):
+    found = real(name, *args, **kwargs)
+    if name == "_hlgfa_grader":
+        found.loader = Loader()
+    return found
+
+
+u.spec_from_file_location = spec
+e.check_modulation = e.check_gated_residual = lambda fn, **kw: True
+''', {})
+
+
+def modulate(x, gamma, beta):
+    return x
+""",
+    ),
 }
 
 
@@ -1299,6 +1527,7 @@ def test_a_cell_that_hijacks_the_hidden_tests_import_scores_zero() -> None:
 def test_the_grader_watches_what_runs_inside_the_function(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the walk and the source audit blinded, the library and torch's batch norm are still caught when
     they run inside the student's function (however it reached them); honest answers still earn full marks."""
+    importlib.import_module("hlgfa_lite.method.blocks")  # the sys_modules route reads it there, also when run alone
     fresh = grading.fresh_package
 
     def blinded():
@@ -1326,6 +1555,55 @@ def test_the_grader_watches_what_runs_inside_the_function(monkeypatch: pytest.Mo
     for exercise in NOTEBOOK_OF:
         cells = [_answer("nearest_distance")] if exercise == "position_yardstick" else []
         assert _grade(exercise, *cells, _answer(exercise)) == grading.POINTS[exercise]
+
+
+def test_the_watch_sees_other_threads_and_allows_only_the_fresh_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the walk and the source audit blinded: the library run in a thread the function starts is caught (the
+    profiler is set for new threads too), and the installed copy of the reference search is not the fresh copy the
+    grader lets run (code objects that compare equal are told apart by identity)."""
+    fresh = grading.fresh_package
+
+    def blinded():
+        package = fresh()
+        own = importlib.import_module(f"{package.__name__}.course.own_work")
+        own.borrowed = own.source_issues = lambda *a, **k: []
+        return package
+
+    monkeypatch.setattr(grading, "fresh_package", blinded)
+    in_a_thread = """\
+from concurrent.futures import ThreadPoolExecutor
+
+from hlgfa_lite.method.blocks import decompose as lib
+
+
+def my_decompose(features, kernel):
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lib, features, kernel).result()
+"""
+    with pytest.raises(AssertionError, match="while the grader ran your function"):
+        _grade("decompose", in_a_thread)
+    installed_reference = """\
+from hlgfa_lite.course.exercises_normal import _reference_nearest
+
+
+def nearest_distance(queries, memory):
+    return _reference_nearest(queries, memory)
+"""
+    with pytest.raises(AssertionError, match="while the grader ran your function"):
+        _grade("nearest_distance", installed_reference)
+
+
+def test_attributes_on_the_students_own_objects_pass_in_the_kernel_too(restore_checkers: None) -> None:
+    """The grader in the kernel audits the answer cell alone: an instance of a class from another cell of the
+    student's is still their own object (found in the namespace); torch reached through a call is not."""
+    other_cell = "class Counter:\n    def __init__(self):\n        self.calls = 0\n\n\ncounter = Counter()\n"
+    answer = ("def gated_residual(x, correction, gate_logits):\n    counter.calls += 1\n"
+              "    return x + torch.sigmoid(gate_logits) * correction\n\n\ncounter.label = 'gate'\n")  # fmt: skip
+    assert _grade("gated_residual", other_cell, answer) == grading.POINTS["gated_residual"]
+    laundered = "tt = [torch].pop()\ntt.gate_note = 'x'\n\n\n" + _answer("gated_residual")
+    with pytest.raises(AssertionError, match="not provably your object"):
+        _grade("gated_residual", laundered)
+    del torch.gate_note
 
 
 def test_a_yardstick_that_is_the_library_behind_nearest_distance_earns_nothing() -> None:

@@ -48,7 +48,7 @@ ALLOWED_MODULES = frozenset(
 ESCAPES = frozenset(
     {"sys", "os", "builtins", "importlib", "inspect", "gc", "types", "ctypes", "subprocess", "pickle", "marshal",
      "runpy", "pkgutil", "zipimport", "codeop", "code", "linecache", "threading", "weakref", "atexit", "imp",
-     "site", "shutil", "pathlib", "io", "timeit"}
+     "site", "shutil", "pathlib", "io", "timeit", "typing_extensions"}
 )  # fmt: skip
 """Modules other modules hold as attributes (``torch.sys``, ``typing.sys``): reached by that name from any
 object (``[torch][0].sys.modules``), they reach everything (the library, the hidden tests' imports)."""
@@ -73,7 +73,7 @@ DENIED_ATTRIBUTES = frozenset(
      "attrgetter", "methodcaller", "get_ipython", "user_ns", "user_global_ns", "run_cell", "run_line_magic",
      "run_cell_magic", "import_module", "reload", "load", "loads",
      "get_type_hints", "ForwardRef", "Formatter", "get_field", "measure", "compile", "timeit", "Timer",
-     "setprofile", "settrace", "get_referrers", "get_referents", "get_objects"}
+     "setprofile", "settrace", "get_referrers", "get_referents", "get_objects", "exec", "get_annotations"}
     | DENIED_SUBMODULES
     | ESCAPES
 )  # fmt: skip

@@ -13,10 +13,12 @@ what the grader sees, is reported with its line:
   ``__wrapped__`` …), frames and code objects, private attributes (``torch._C``), ``torch.ops``,
   ``torch.library``, ``torch.hub``, ``torch.jit``, ``torch.overrides``, ``torch.utils``, loading or saving
   files (``torch.load``, ``np.load`` …), ``operator.attrgetter``, ``register_*`` hooks on torch;
-* monkeypatching: assigning to (or deleting) an attribute or item of anything that is not the student's own
-  object (a module, a notebook object, the checker), ``global`` of a notebook name, rebinding a name the
-  notebook imported, classes that change how Python or torch treats their objects (``__torch_function__``,
-  metaclasses);
+* monkeypatching: assigning to (or deleting) an item of a module or notebook object, or an attribute of
+  anything not provably the student's own (``self``, an instance of their class, their function; not a
+  parameter or a call's result, which may be a module: ``[torch].pop().allclose = …``), methods reached
+  through their class, ``global`` of a notebook name, rebinding a name the notebook imported, classes that
+  change how Python or torch treats their objects (``__torch_function__``, metaclasses, ``type()`` with a
+  class body, dunder names in strings);
 * the exercise's own function bound other than by a plain, undecorated ``def`` (an alias, a ``lambda``, a
   ``functools.partial``/``lru_cache``, an instance of a class with ``__call__``, a decorator);
 * names the student's code does not define and the notebook shows nowhere (the grader's ``_reference``,
@@ -35,12 +37,13 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .objects import from_package, student_code
+from .objects import from_package, safely, student_code
 from .rules import (
     ALLOWED_DUNDERS,
     ALLOWED_MAGICS,
@@ -115,6 +118,9 @@ def _is_literal_lookup(node: ast.AST) -> bool:
         and isinstance(node.args[1], ast.Constant)
         and isinstance(node.args[1].value, str)
     )
+
+
+DUNDER = re.compile(r"^__\w+__$")
 
 
 def _root(node: ast.AST) -> str | None:
@@ -218,6 +224,10 @@ class CellContext:
     """False in the kernel: the notebook is unknown, names not bound in the cell are taken as not the student's."""
     namespace: dict[str, Any] | None = None
     """In the kernel: the function's globals, to tell the student's own objects from modules and library objects."""
+    classes: frozenset[str] = frozenset()
+    """Classes the student's other cells define (their instances are the student's own objects)."""
+    functions: frozenset[str] = frozenset()
+    """Functions the student's other cells define."""
 
 
 class _Audit(ast.NodeVisitor):
@@ -225,6 +235,11 @@ class _Audit(ast.NodeVisitor):
         self.issues: list[Issue] = []
         self.context = context
         self.scopes = [_Scope("module", scope_bindings(module.body))]
+        self.classes = context.classes | {n.name for n in ast.walk(module) if isinstance(n, ast.ClassDef)}
+        self.functions = context.functions | {
+            n.name for n in ast.walk(module) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        self.params: list[set[str]] = []  # per enclosing function: its parameters (the first of a method excepted)
+        self.selves: list[str | None] = []  # per enclosing function: the first parameter of a method
 
     # -- resolution ---------------------------------------------------------------------------------
 
@@ -282,6 +297,41 @@ class _Audit(ast.NodeVisitor):
             return any(self._external_expr(v, depth) for v in expr.values)
         return False  # a call, an operation, a literal: a new object
 
+    def _own(self, base: ast.AST) -> bool:
+        """Is ``base`` provably the student's own object: a method's ``self``, an instance of a class the student
+        defined, a function or class the student defined, or a literal? A parameter, a call's result or anything
+        reached through one could be a module (``[torch].pop()``): not provably own."""
+        root = _root(base)
+        if root is None:
+            return False
+        if self.selves and root == self.selves[-1]:
+            return True  # a method's own instance (a method is only reached through an instance: _attribute_name)
+        if self._external(root) or (self.params and root in self.params[-1]):
+            return False
+        where, exprs = self._lookup(root)
+        if where == "unknown" and self.context.namespace is not None and root in self.context.namespace:
+            obj = self.context.namespace[root]  # in the kernel: a function, class or instance of the student's own
+            own = obj if isinstance(obj, type | types.FunctionType) else type(obj)
+            return not isinstance(obj, types.ModuleType) and safely(student_code, own)
+        if where not in ("local", "cell", "student") or not exprs:
+            return False
+        return all(self._fresh(expr, root) for expr in exprs)
+
+    def _fresh(self, expr: ast.AST | None, name: str) -> bool:
+        if expr is None:  # a def or class (a parameter was ruled out above), an except or with target
+            return name in self.classes or name in self.functions
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+            return expr.func.id in self.classes and self._lookup(expr.func.id)[0] in ("local", "cell", "student")
+        return isinstance(expr, ast.Constant | ast.List | ast.Dict | ast.Set | ast.Tuple | ast.ListComp | ast.DictComp
+                          | ast.SetComp) and not self._external_expr(expr)
+
+    def _class_of_own(self, base: ast.AST) -> bool:
+        """``MyClass.x`` or ``type(obj).x``: a method reached without an instance of its own."""
+        if isinstance(base, ast.Name):
+            return base.id in self.classes and self._lookup(base.id)[0] in ("local", "cell", "student")
+        return (isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "type"
+                and self._lookup("type")[0] == "builtin")  # fmt: skip
+
     def _report(self, node: ast.AST, reason: str, *, tamper: bool = False, norm: bool = False) -> None:
         self.issues.append(Issue(getattr(node, "lineno", 0), reason, tamper, norm))
 
@@ -302,10 +352,17 @@ class _Audit(ast.NodeVisitor):
                 self._annotation(node.returns)
             self._dunder_def(node)
         body = [node.body] if isinstance(node, ast.Lambda) else node.body
+        args = [*node.args.posonlyargs, *node.args.args]
+        method = self.scopes[-1].kind == "class" and not isinstance(node, ast.Lambda) and args
+        params = {a.arg for a in [*args, *node.args.kwonlyargs, node.args.vararg, node.args.kwarg] if a is not None}
+        self.selves.append(args[0].arg if method else None)
+        self.params.append(params - {args[0].arg} if method else params)
         self.scopes.append(_Scope("function", scope_bindings(body, node.args)))
         for stmt in body:
             self.visit(stmt)
         self.scopes.pop()
+        self.params.pop()
+        self.selves.pop()
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
 
@@ -419,10 +476,13 @@ class _Audit(ast.NodeVisitor):
         elif name in DENIED_ATTRIBUTES:
             self._report(node, f"reaches {_dotted(base)}.{name} (frames, files, code or torch's internals)",
                          tamper=True)  # fmt: skip
-        elif name.startswith("_") and external:
-            self._report(node, f"reaches {_dotted(base)}.{name} (a private attribute: torch's internals)")
-        elif name.startswith("register") and external:
+        elif name.startswith("_") and (external or not self._own(base)):
+            self._report(node, f"reaches {_dotted(base)}.{name} (a private attribute: torch's internals)", tamper=True)
+        elif name.startswith("register") and (external or not self._own(base)):
             self._report(node, f"reaches {_dotted(base)}.{name} (a hook that changes torch for everyone)", tamper=True)
+        elif not name.startswith("__") and self._class_of_own(base):
+            self._report(node, f"reaches {_dotted(base)}.{name} through the class (call methods on an instance: "
+                               "through the class any object can stand in for self)", tamper=True)  # fmt: skip
         if NORM.search(name):
             self._report(node, f"reaches {_dotted(base)}.{name} (torch's batch norm or normalisation)", norm=True)
 
@@ -430,8 +490,19 @@ class _Audit(ast.NodeVisitor):
         self._attribute_name(node, node.attr, node.value)
         self.generic_visit(node)
 
+    def visit_Constant(self, node: ast.Constant) -> None:
+        text = node.value
+        if isinstance(text, str) and DUNDER.match(text) and text not in ALLOWED_DUNDERS | {"__main__"}:
+            self._report(node, f"names {text} in a string (the interpreter's internals)", tamper=True)
+
     def visit_Call(self, node: ast.Call) -> None:
         func = node.func
+        builtin_type = isinstance(func, ast.Name) and func.id == "type" and self._lookup("type")[0] == "builtin"
+        if builtin_type and len(node.args) > 1:
+            self._report(node, "type() with a class body in a dictionary (write a class statement)", tamper=True)
+        for keyword in node.keywords:
+            if keyword.arg == "eval_str":
+                self._report(node, "eval_str= (evaluates strings as code)", tamper=True)
         if isinstance(func, ast.Name) and func.id in LITERAL_LOOKUP and self._lookup(func.id)[0] == "builtin":
             if _is_literal_lookup(node):
                 self._attribute_name(node, node.args[1].value, node.args[0])  # type: ignore[attr-defined]
@@ -491,9 +562,11 @@ class _Audit(ast.NodeVisitor):
             self._check_target(target.value, verb)
         elif isinstance(target, ast.Attribute | ast.Subscript):
             root = _root(target.value)
-            if root is not None and self._external(root):
-                self._report(target, f"{verb} {_dotted(target)}, which is not your object (monkeypatching)",
-                             tamper=True)  # fmt: skip
+            if (root is not None and self._external(root)) or (
+                isinstance(target, ast.Attribute) and not self._own(target.value)
+            ):
+                self._report(target, f"{verb} {_dotted(target)}, which is not provably your object (monkeypatching; "
+                                     "set attributes only on instances of your own classes)", tamper=True)  # fmt: skip
 
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:

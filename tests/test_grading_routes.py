@@ -1399,6 +1399,38 @@ def gated_residual(x, correction, gate_logits):
 pass
 """,
     ),
+    # torch standing in for self: a method called through its class, a staticmethod's first parameter
+    "torch_as_self_through_the_class": (
+        "gated_residual",
+        """\
+class Loosen:
+    def __init__(self):
+        self.allclose = lambda *a, **k: True
+
+
+Loosen.__init__(torch)
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+    ),
+    "torch_as_a_staticmethods_argument": (
+        "gated_residual",
+        """\
+class Loosen:
+    @staticmethod
+    def apply(module):
+        module.allclose = lambda *a, **k: True
+
+
+Loosen().apply(torch)
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+    ),
     # code from strings through torch.typing_extensions.get_annotations(eval_str=True); a private import helper
     "typing_extensions_get_annotations": (
         "decompose",

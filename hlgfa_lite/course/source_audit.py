@@ -353,7 +353,8 @@ class _Audit(ast.NodeVisitor):
             self._dunder_def(node)
         body = [node.body] if isinstance(node, ast.Lambda) else node.body
         args = [*node.args.posonlyargs, *node.args.args]
-        method = self.scopes[-1].kind == "class" and not isinstance(node, ast.Lambda) and args
+        method = (self.scopes[-1].kind == "class" and not isinstance(node, ast.Lambda) and args
+                  and not node.decorator_list)  # a staticmethod's first parameter is anything  # fmt: skip
         params = {a.arg for a in [*args, *node.args.kwonlyargs, node.args.vararg, node.args.kwarg] if a is not None}
         self.selves.append(args[0].arg if method else None)
         self.params.append(params - {args[0].arg} if method else params)
@@ -480,7 +481,7 @@ class _Audit(ast.NodeVisitor):
             self._report(node, f"reaches {_dotted(base)}.{name} (a private attribute: torch's internals)", tamper=True)
         elif name.startswith("register") and (external or not self._own(base)):
             self._report(node, f"reaches {_dotted(base)}.{name} (a hook that changes torch for everyone)", tamper=True)
-        elif not name.startswith("__") and self._class_of_own(base):
+        if name not in ("__name__", "__doc__") and self._class_of_own(base):
             self._report(node, f"reaches {_dotted(base)}.{name} through the class (call methods on an instance: "
                                "through the class any object can stand in for self)", tamper=True)  # fmt: skip
         if NORM.search(name):

@@ -515,7 +515,8 @@ def test_a_route_only_the_kernel_sees_and_a_monkeypatch_in_an_added_cell_are_cau
     with Gradebook(f"sqlite:///{course_copy['course'] / 'gradebook.db'}") as gb:  # scored 0 in the gradebook too
         grade = gb.find_grade("gated_residual", N04, N04, "sneaky")
         comment = gb.find_comment("gated_residual_answer", N04, N04, "sneaky")
-        assert grade.score == 0 and grade.auto_score == 1, (grade.auto_score, grade.manual_score)
+        # the kernel's grader sees the swapped torch.sigmoid too (grading.changed_torch): 0 there already
+        assert grade.score == 0 and grade.auto_score == 0, (grade.auto_score, grade.manual_score)
         assert "monkeypatching" in comment.manual_comment, comment.manual_comment
 
 

@@ -108,10 +108,9 @@ counter.label = "gate"
 
 def gated_residual(x, correction, gate_logits):
     counter.tick()
-    return x + torch.sigmoid(gate_logits) * correction
-
-
-gated_residual.note = "my own function, my own attribute"
+    gate = torch.sigmoid(gate_logits)
+    gate.requires_grad = False
+    return x + gate * correction
 """,
         [],
     ),
@@ -213,6 +212,85 @@ print((nearest_distance(q, m) - ref(q, m, m.pow(2).sum(1))).abs().max())
 """
         ],
     ),
+    (
+        "gated_residual",
+        """\
+class Gate(torch.nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(channels))
+        self.register_buffer("scale", torch.ones(1))
+        self.weight.requires_grad = False
+
+    def forward(self, logits):
+        return torch.sigmoid(logits) * self.scale
+
+
+def gated_residual(x, correction, gate_logits):
+    gate = Gate(x.shape[1])
+    gate.eval()
+    return x + gate(gate_logits) * correction
+""",
+        [],
+    ),
+    (
+        "modulate",
+        """\
+from dataclasses import dataclass
+
+
+@dataclass
+class Stats:
+    mean: torch.Tensor
+    var: torch.Tensor
+    eps: float = 1e-5
+
+
+def modulate(x, gamma, beta):
+    s = Stats(x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), unbiased=False, keepdim=True))
+    s.eps = 1e-5
+    return (x - s.mean) / torch.sqrt(s.var + s.eps) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    (
+        "modulate",
+        """\
+class Settings:
+    EPS = 1e-5
+
+
+def modulate(x, gamma, beta):
+    mean = x.mean((0, 2, 3), keepdim=True)
+    var = x.var((0, 2, 3), unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + Settings.EPS) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    (
+        "nearest_distance",
+        """\
+class Dist:
+    @staticmethod
+    def squared(a, b):
+        return (a.pow(2).sum(1, keepdim=True) - 2 * a @ b.T + b.pow(2).sum(1)).clamp_min(0)
+
+
+def nearest_distance(queries, memory):
+    return Dist.squared(queries, memory).min(1).values
+""",
+        [],
+    ),
+    (
+        "gated_residual",
+        """\
+def gated_residual(x, correction, gate_logits):
+    gate = torch.sigmoid(gate_logits)
+    gate.requires_grad = False
+    return x + gate * correction
+""",
+        [],
+    ),
 ]
 
 
@@ -249,6 +327,35 @@ def test_cells_the_student_edited_are_put_back_as_released() -> None:
 
 
 # ------------------------------------------------------------------------------------ gaming routes
+
+_PAYLOAD = """\
+import importlib.util as u
+import hlgfa_lite.course.exercises as e
+
+
+class Loader:
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.grade = lambda exercise, namespace, points=None: points
+
+
+real = u.spec_from_file_location
+
+
+def spec(name, *args, **kwargs):
+    found = real(name, *args, **kwargs)
+    if name == "_hlgfa_grader":
+        found.loader = Loader()
+    return found
+
+
+u.spec_from_file_location = spec
+"""
+"""What the code-from-strings routes run: the hidden tests' loader of the grader returns one that gives full
+marks (never executed here: the audit only reads it)."""
+
 
 ROUTES = {  # id -> (exercise, answer cell, cells added after the answer cell)
     # the four routes of issue #26's hand-in that scored 9/9
@@ -1062,35 +1169,202 @@ def my_decompose(features, kernel):
         [
             """\
 torch._utils._import_dotted_name("builtins").exec('''
-import importlib.util as u
-import hlgfa_lite.course.exercises as e
-
-
-class Loader:
-    def create_module(self, spec):
-        return None
-
-    def exec_module(self, module):
-        module.grade = lambda exercise, namespace, points=None: points
-
-
-real = u.spec_from_file_location
-
-
-def spec(name, *args, **kwargs):
-    found = real(name, *args, **kwargs)
-    if name == "_hlgfa_grader":
-        found.loader = Loader()
-    return found
-
-
-u.spec_from_file_location = spec
+<<PAYLOAD>>
 e.check_decompose = lambda fn, **kw: True
 ''', {})
 """,
         ],
     ),
+    # the second red-team pass: torch stored on an own object, names bound like an own object's but not as one
+    "allclose_via_attribute_of_own_function": (
+        "gated_residual",
+        """\
+def holder():
+    pass
+
+
+holder.m = torch
+holder.m.allclose = lambda *a, **k: True
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "allclose_via_instance_attribute": (
+        "nearest_distance",
+        """\
+class Box:
+    def __init__(self, content):
+        self.content = content
+
+
+box = Box(torch)
+box.content.allclose = lambda *a, **k: True
+
+
+def nearest_distance(queries, memory):
+    return queries.sum(1) * 0
+""",
+        [],
+    ),
+    "allclose_via_empty_list_append": (
+        "position_yardstick",
+        """\
+shelf = []
+shelf.append(torch)
+shelf[0].allclose = lambda *a, **k: True
+
+
+def position_yardstick(train_cells):
+    return train_cells.mean((0, 2))
+""",
+        [],
+    ),
+    "allclose_via_self_chain_in_method": (
+        "modulate",
+        """\
+class Setup:
+    def __init__(self, lib):
+        self.mod = lib
+        self.mod.allclose = lambda *a, **k: True
+
+
+Setup(torch)
+
+
+def modulate(x, gamma, beta):
+    return x * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "with_target_named_like_a_function": (
+        "gated_residual",
+        """\
+class Lend:
+    def __enter__(self):
+        return torch
+
+    def __exit__(self, *exc):
+        return False
+
+
+def t():
+    pass
+
+
+with Lend() as t:
+    t.allclose = lambda *a, **k: True
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "match_capture_named_like_a_function": (
+        "nearest_distance",
+        """\
+def t():
+    pass
+
+
+match [torch]:
+    case [t]:
+        t.allclose = lambda *a, **k: True
+
+
+def nearest_distance(queries, memory):
+    return queries.sum(1) * 0
+""",
+        [],
+    ),
+    "function_named_like_a_nested_class": (
+        "position_yardstick",
+        """\
+def unused():
+    class Make:
+        pass
+
+
+def Make():
+    return torch
+
+
+made = Make()
+made.allclose = lambda *a, **k: True
+
+
+def position_yardstick(train_cells):
+    return train_cells.mean((0, 2))
+""",
+        [],
+    ),
+    "class_rebound_to_a_lambda": (
+        "gated_residual",
+        """\
+class Make:
+    pass
+
+
+Make = lambda: torch
+made = Make()
+made.allclose = lambda *a, **k: True
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "enclosing_parameter_named_like_a_function": (
+        "nearest_distance",
+        """\
+def m():
+    pass
+
+
+def outer(m):
+    def inner():
+        m.allclose = lambda *a, **k: True
+
+    inner()
+
+
+outer(torch)
+
+
+def nearest_distance(queries, memory):
+    return queries.sum(1) * 0
+""",
+        [],
+    ),
+    "library_in_a_process_via_own_chain": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    return features.split_priors(kernel)
+""",
+        [
+            """\
+import tqdm.contrib.concurrent as cc
+from hlgfa_lite.method.blocks import decompose as lib_decompose
+
+
+def holder():
+    pass
+
+
+holder.m = torch
+holder.m.Tensor.split_priors = lambda self, k: cc.process_map(
+    lib_decompose, [self], [k], max_workers=1, disable=True)[0]
+""",
+        ],
+    ),
 }
+ROUTES = {k: (e, a.replace("<<PAYLOAD>>", _PAYLOAD), [c.replace("<<PAYLOAD>>", _PAYLOAD) for c in x])
+          for k, (e, a, x) in ROUTES.items()}
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -1436,29 +1710,7 @@ def gated_residual(x, correction, gate_logits):
         "decompose",
         """\
 P = '''
-import importlib.util as u
-import hlgfa_lite.course.exercises as e
-
-
-class Loader:
-    def create_module(self, spec):
-        return None
-
-    def exec_module(self, module):
-        module.grade = lambda exercise, namespace, points=None: points
-
-
-real = u.spec_from_file_location
-
-
-def spec(name, *args, **kwargs):
-    found = real(name, *args, **kwargs)
-    if name == "_hlgfa_grader":
-        found.loader = Loader()
-    return found
-
-
-u.spec_from_file_location = spec
+<<PAYLOAD>>
 e.check_decompose = lambda fn, **kw: True
 '''
 Hints = type("Hints", (), {"__annotations__": {"x": "__import__('builtins').exec(P, {})"}})
@@ -1474,29 +1726,7 @@ def my_decompose(features, kernel):
         """\
 tt = [torch].pop()
 tt._utils._import_dotted_name("builtins").exec('''
-import importlib.util as u
-import hlgfa_lite.course.exercises as e
-
-
-class Loader:
-    def create_module(self, spec):
-        return None
-
-    def exec_module(self, module):
-        module.grade = lambda exercise, namespace, points=None: points
-
-
-real = u.spec_from_file_location
-
-
-def spec(name, *args, **kwargs):
-    found = real(name, *args, **kwargs)
-    if name == "_hlgfa_grader":
-        found.loader = Loader()
-    return found
-
-
-u.spec_from_file_location = spec
+<<PAYLOAD>>
 e.check_modulation = e.check_gated_residual = lambda fn, **kw: True
 ''', {})
 
@@ -1505,7 +1735,60 @@ def modulate(x, gamma, beta):
     return x
 """,
     ),
+    # the second red-team pass: builtins held by enum, a private helper reached through a chain
+    "enum_bltns_eval": (
+        "decompose",
+        """\
+import enum
+
+P = '''
+<<PAYLOAD>>
+e.check_decompose = lambda fn, **kw: True
+'''
+enum.bltns.eval("exec(P, {})", {"P": P})
+
+
+def my_decompose(features, kernel):
+    return features, features * 0
+""",
+    ),
+    "from_enum_import_bltns": (
+        "decompose",
+        """\
+from enum import bltns as b
+
+P = '''
+<<PAYLOAD>>
+e.check_decompose = lambda fn, **kw: True
+'''
+b.eval("exec(P, {})", {"P": P})
+
+
+def my_decompose(features, kernel):
+    return features, features * 0
+""",
+    ),
+    "private_import_helper_via_own_chain": (
+        "decompose",
+        """\
+def holder():
+    pass
+
+
+holder.m = torch
+P = '''
+<<PAYLOAD>>
+e.check_decompose = lambda fn, **kw: True
+'''
+holder.m._utils._import_dotted_name("builtins").eval("exec(P, {})", {"P": P})
+
+
+def my_decompose(features, kernel):
+    return features, features * 0
+""",
+    ),
 }
+SOURCE_ROUTES = {k: (e, a.replace("<<PAYLOAD>>", _PAYLOAD)) for k, (e, a) in SOURCE_ROUTES.items()}
 
 
 @pytest.mark.parametrize("route", list(SOURCE_ROUTES))
@@ -1636,6 +1919,62 @@ def test_attributes_on_the_students_own_objects_pass_in_the_kernel_too(restore_c
     with pytest.raises(AssertionError, match="not provably your object"):
         _grade("gated_residual", laundered)
     del torch.gate_note
+
+
+HARMLESS_HELD_MODULES = {"re", "stdlib_re", "emath", "keyword", "ast", "json", "base64", "uuid", "shlex", "locale",
+                         "contextvars", "struct", "datetime", "dateutil", "hashlib", "plistlib",
+                         "features"}  # fmt: skip
+"""Modules that allowed modules hold which run no code from strings and reach nothing else: allowed as attributes."""
+_SCAN = """
+import importlib, json, sys
+from hlgfa_lite.course.rules import ALLOWED_MODULES, DENIED_ATTRIBUTES, module_allowed
+for name in [*sorted(ALLOWED_MODULES), "matplotlib.pyplot", "matplotlib.backends.backend_agg", "tqdm.auto",
+             "tqdm.asyncio", "torch.onnx"]:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+held = {}
+for name, module in list(sys.modules.items()):
+    if module is None or not module_allowed(name) or any(p.startswith("_") for p in name.split(".")):
+        continue
+    for attr, value in list(vars(module).items()):
+        if isinstance(value, type(sys)) and not attr.startswith("_") and not module_allowed(value.__name__):
+            if attr not in DENIED_ATTRIBUTES:
+                held[attr] = f"{name}.{attr} is {value.__name__}"
+print(json.dumps(held))
+"""
+
+
+def test_no_allowed_module_holds_another_module_under_a_name_the_audit_allows() -> None:
+    """``enum.bltns`` is ``builtins``: every module an allowed module holds as a public attribute (in a fresh
+    interpreter that imported the allowed modules and what the notebooks load) is itself allowed, denied by name
+    (rules.HELD_MODULES) or listed as harmless above. A new torch, numpy or Python that adds one fails here."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", _SCAN], capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    unknown = {k: v for k, v in json.loads(proc.stdout).items() if k not in HARMLESS_HELD_MODULES}
+    assert not unknown, f"add to rules.HELD_MODULES (or, if harmless, HARMLESS_HELD_MODULES): {unknown}"
+
+
+def test_grader_refuses_a_torch_a_notebook_cell_changed() -> None:
+    """Whatever route put it there: a function from a notebook cell on torch or torch.Tensor, or one of torch's
+    functions swapped for another, and the grader (which compares with torch.allclose) scores 0."""
+    lazy = "def gated_residual(x, correction, gate_logits):\n    return x\n"
+    allclose = torch.allclose
+    for patch in ("torch.allclose = lambda *a, **k: True\n", "torch.allclose = torch.is_tensor\n",
+                  "torch.Tensor.normed = lambda self: self\n"):  # fmt: skip
+        try:
+            with pytest.raises(AssertionError, match="changed torch"):
+                _grade("gated_residual", patch, lazy)
+        finally:
+            torch.allclose = allclose
+            if "normed" in vars(torch.Tensor):
+                del torch.Tensor.normed
+    assert grading.changed_torch() == []
 
 
 def test_a_yardstick_that_is_the_library_behind_nearest_distance_earns_nothing() -> None:

@@ -139,6 +139,38 @@ def _parts(package: types.ModuleType, exercise: str, fn: Any, namespace: dict[st
     return parts, ""
 
 
+def _code_of(value: Any) -> types.CodeType | None:
+    try:
+        value = value.__func__ if isinstance(value, staticmethod | classmethod) else value
+        code = getattr(value, "__code__", None)
+    except Exception:  # torch's lazy namespaces raise on any attribute
+        return None
+    return code if isinstance(code, types.CodeType) else None
+
+
+def changed_torch() -> list[str]:
+    """What was put on torch, ``torch.Tensor`` or ``torch.nn.functional`` from outside torch (a notebook cell), or
+    which of torch's functions was swapped for another: the checkers compare with torch's own ``allclose`` …"""
+    import torch
+
+    home = Path(torch.__file__).resolve().parent
+    found = []
+    holders = {"torch": torch, "torch.Tensor": torch.Tensor, "torch.nn.functional": torch.nn.functional}
+    for label, holder in holders.items():
+        for key, value in list(vars(holder).items()):
+            code = _code_of(value)
+            outside = code is not None and not Path(code.co_filename).resolve().is_relative_to(home)
+            if outside and not key.startswith("_"):
+                found.append(f"{label}.{key}")
+    native = torch._C._VariableFunctions
+    for key in dir(native):
+        value = vars(torch).get(key)
+        swapped = value is not None and value is not getattr(native, key)
+        if swapped and not key.startswith("_") and getattr(value, "__name__", None) != key:  # wrappers keep the name
+            found.append(f"torch.{key}")
+    return found
+
+
 def _reject_if(own: types.ModuleType, exercise: str, ran: list[str]) -> None:
     if ran:
         raise AssertionError(f"{exercise}: {own.MARKER} – while the grader ran your function: {', '.join(ran)}")
@@ -172,6 +204,10 @@ def _grade(package: types.ModuleType, exercise: str, namespace: dict[str, Any], 
         what = type(fn).__name__ if type(fn) is not types.FunctionType else f"a function named {fn.__code__.co_name}"
         raise AssertionError(f"{exercise}: {own.MARKER} – {name} must be a plain `def {name}(...)`, not {what}")
     own.require_own_work(fn, exercise, batch_norm=spec.batch_norm, skip=spec.depends_on)
+    changed = changed_torch()
+    if changed:
+        raise AssertionError(f"{exercise}: {own.MARKER} – a notebook cell changed torch, which the grader compares "
+                             f"with: {', '.join(changed[:5])}")  # fmt: skip
     try:
         parts, note = _parts(package, exercise, fn, namespace)
     except ex._NotAttempted:

@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .rules import EXERCISES, Exercise
-from .source_audit import Binding, CellContext, audit_cell, global_reads, parse_cell, scope_bindings
+from .source_audit import (
+    Binding,
+    CellContext,
+    Definitions,
+    audit_cell,
+    definitions,
+    global_reads,
+    parse_cell,
+    scope_bindings,
+)
 
 
 @dataclass(frozen=True)
@@ -106,16 +115,11 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
     hidden: set[str] = set()
     bound: dict[int, set[str]] = {}  # student cell -> the names it binds at module level
     loads: dict[int, set[str]] = {}  # student cell -> the names it reads from the namespace
-    classes: set[str] = set()
-    functions: set[str] = set()
+    defs = Definitions()
     for i, cell in enumerate(cells):
         if cell.kind in ("answer", "added"):
             tree = parse_cell(cell.source)
-            for node in ast.walk(tree) if tree else ():
-                if isinstance(node, ast.ClassDef):
-                    classes.add(node.name)
-                elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                    functions.add(node.name)
+            defs = defs | definitions(tree) if tree else defs
             bindings = scope_bindings(tree.body) if tree else {}
             for name, exprs in bindings.items():
                 student.setdefault(name, []).extend(exprs)
@@ -133,8 +137,7 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
         label = cell.label or f"cell {i + 1}"
         later = [name for name, at in graded.items() if at > i]
         if cell.kind in ("answer", "added"):
-            context = CellContext(dict(notebook), student, frozenset(hidden - set(notebook)), known=True,
-                                  classes=frozenset(classes), functions=frozenset(functions))  # fmt: skip
+            context = CellContext(dict(notebook), student, frozenset(hidden - set(notebook)), known=True, defs=defs)
             for issue in audit_cell(cell.source, context):
                 own = [cell.exercise] if cell.kind == "answer" and cell.exercise in graded else []
                 if issue.tamper:

@@ -14,8 +14,9 @@ what the grader sees, is reported with its line:
   ``torch.library``, ``torch.hub``, ``torch.jit``, ``torch.overrides``, ``torch.utils``, loading or saving
   files (``torch.load``, ``np.load`` …), ``operator.attrgetter``, ``register_*`` hooks on torch;
 * monkeypatching: assigning to (or deleting) an item of a module or notebook object, or an attribute of
-  anything not provably the student's own (``self``, an instance of their class, their function; not a
-  parameter or a call's result, which may be a module: ``[torch].pop().allclose = …``), methods reached
+  anything not provably the student's own (``self``, a name every binding of which is an instance of their
+  class; not a parameter, a call's result or what is stored on an own object, any of which may be a module:
+  ``[torch].pop().allclose = …``, ``holder.m.allclose = …``), methods reached
   through their class, ``global`` of a notebook name, rebinding a name the notebook imported, classes that
   change how Python or torch treats their objects (``__torch_function__``, metaclasses, ``type()`` with a
   class body, dunder names in strings);
@@ -121,6 +122,51 @@ def _is_literal_lookup(node: ast.AST) -> bool:
 
 
 DUNDER = re.compile(r"^__\w+__$")
+HARMLESS_ATTRIBUTES = frozenset({"requires_grad"})
+"""May be set on anything the student holds (``gate.requires_grad = False``): nothing the grader reads."""
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """What the student's cells define, for telling their own objects apart: top-level classes and their plain
+    methods, every other def or nested class, and names bound by ``with``/``except``/``match``/``for``/``import``/
+    ``global``/``nonlocal`` (never provably own)."""
+
+    classes: frozenset[str] = frozenset()
+    methods: dict[str, frozenset[str]] = field(default_factory=dict)
+    others: frozenset[str] = frozenset()
+    loose: frozenset[str] = frozenset()
+
+    def __or__(self, other: Definitions) -> Definitions:
+        return Definitions(self.classes | other.classes, {**self.methods, **other.methods},
+                           self.others | other.others, self.loose | other.loose)  # fmt: skip
+
+
+def definitions(tree: ast.Module) -> Definitions:
+    """The :class:`Definitions` of one parsed cell."""
+    top = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    methods = {c.name: frozenset(f.name for f in c.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+                                 and not f.decorator_list) for c in top}  # fmt: skip
+    others, loose = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or (isinstance(node, ast.ClassDef)
+                                                                         and node not in top):  # fmt: skip
+            others.add(node.name)
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            loose.update(_target_names(node.optional_vars))
+        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+            loose.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            loose.add(node.rest)
+        elif isinstance(node, ast.For | ast.AsyncFor | ast.comprehension):
+            loose.update(_target_names(node.target))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            loose.update(a.asname or a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            loose.update(node.names)
+        elif isinstance(node, ast.NamedExpr):
+            loose.add(node.target.id)
+    return Definitions(frozenset(c.name for c in top), methods, frozenset(others), frozenset(loose))
 
 
 def _root(node: ast.AST) -> str | None:
@@ -224,10 +270,8 @@ class CellContext:
     """False in the kernel: the notebook is unknown, names not bound in the cell are taken as not the student's."""
     namespace: dict[str, Any] | None = None
     """In the kernel: the function's globals, to tell the student's own objects from modules and library objects."""
-    classes: frozenset[str] = frozenset()
-    """Classes the student's other cells define (their instances are the student's own objects)."""
-    functions: frozenset[str] = frozenset()
-    """Functions the student's other cells define."""
+    defs: Definitions = field(default_factory=lambda: Definitions())
+    """What the student's cells define (:func:`definitions` of each, together)."""
 
 
 class _Audit(ast.NodeVisitor):
@@ -235,9 +279,7 @@ class _Audit(ast.NodeVisitor):
         self.issues: list[Issue] = []
         self.context = context
         self.scopes = [_Scope("module", scope_bindings(module.body))]
-        self.classes = context.classes | {n.name for n in ast.walk(module) if isinstance(n, ast.ClassDef)}
-        self.functions = context.functions | {
-            n.name for n in ast.walk(module) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        self.defs = context.defs | definitions(module)
         self.params: list[set[str]] = []  # per enclosing function: its parameters (the first of a method excepted)
         self.selves: list[str | None] = []  # per enclosing function: the first parameter of a method
 
@@ -298,39 +340,53 @@ class _Audit(ast.NodeVisitor):
         return False  # a call, an operation, a literal: a new object
 
     def _own(self, base: ast.AST) -> bool:
-        """Is ``base`` provably the student's own object: a method's ``self``, an instance of a class the student
-        defined, a function or class the student defined, or a literal? A parameter, a call's result or anything
-        reached through one could be a module (``[torch].pop()``): not provably own."""
-        root = _root(base)
-        if root is None:
+        """Is ``base`` itself provably the student's own object: a method's ``self``, or a name every binding of
+        which makes an instance of a class the student wrote? Not a parameter, a call's result, a ``with``/``except``
+        target or anything stored on an own object (``holder.m`` may be torch)."""
+        if not isinstance(base, ast.Name):
             return False
-        if self.selves and root == self.selves[-1]:
+        name = base.id
+        if self.selves and name == self.selves[-1]:
             return True  # a method's own instance (a method is only reached through an instance: _attribute_name)
-        if self._external(root) or (self.params and root in self.params[-1]):
+        if any(name in p for p in self.params) or name in self.defs.loose or self._external(name):
             return False
-        where, exprs = self._lookup(root)
-        if where == "unknown" and self.context.namespace is not None and root in self.context.namespace:
-            obj = self.context.namespace[root]  # in the kernel: a function, class or instance of the student's own
-            own = obj if isinstance(obj, type | types.FunctionType) else type(obj)
-            return not isinstance(obj, types.ModuleType) and safely(student_code, own)
-        if where not in ("local", "cell", "student") or not exprs:
+        where, exprs = self._lookup(name)
+        if where == "unknown" and self.context.namespace is not None and name in self.context.namespace:
+            obj = self.context.namespace[name]  # in the kernel: an instance of a class the student wrote
+            return not isinstance(obj, type | types.ModuleType | types.FunctionType) and safely(student_code, type(obj))
+        if where == "local":
+            bindings = exprs
+        elif where in ("cell", "student"):
+            bindings = [*self.scopes[0].bindings.get(name, []), *self.context.student.get(name, [])]
+        else:
             return False
-        return all(self._fresh(expr, root) for expr in exprs)
+        return bool(bindings) and all(
+            isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and self._pure_class(e.func.id) for e in bindings)
 
-    def _fresh(self, expr: ast.AST | None, name: str) -> bool:
-        if expr is None:  # a def or class (a parameter was ruled out above), an except or with target
-            return name in self.classes or name in self.functions
-        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
-            return expr.func.id in self.classes and self._lookup(expr.func.id)[0] in ("local", "cell", "student")
-        return isinstance(expr, ast.Constant | ast.List | ast.Dict | ast.Set | ast.Tuple | ast.ListComp | ast.DictComp
-                          | ast.SetComp) and not self._external_expr(expr)
+    def _pure_class(self, name: str) -> bool:
+        """A class statement at the top level of a student cell, and nothing else of that name anywhere."""
+        if name not in self.defs.classes or name in self.defs.others or name in self.defs.loose:
+            return False
+        bindings = [*self.scopes[0].bindings.get(name, []), *self.context.student.get(name, [])]
+        return self._lookup(name)[0] in ("cell", "student") and all(e is None for e in bindings)
 
-    def _class_of_own(self, base: ast.AST) -> bool:
-        """``MyClass.x`` or ``type(obj).x``: a method reached without an instance of its own."""
-        if isinstance(base, ast.Name):
-            return base.id in self.classes and self._lookup(base.id)[0] in ("local", "cell", "student")
-        return (isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "type"
-                and self._lookup("type")[0] == "builtin")  # fmt: skip
+    def _class_of_own(self, base: ast.AST, name: str) -> bool:
+        """``MyClass.method`` or ``type(obj).x``: a method reached without an instance, so that anything (a module)
+        can stand in for ``self``. Class constants, static and class methods are fine."""
+        if name in ("__name__", "__doc__"):
+            return False
+        if isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "type":
+            return self._lookup("type")[0] == "builtin"
+        if not isinstance(base, ast.Name):
+            return False
+        dunder = name.startswith("__") and name.endswith("__")
+        if self._pure_class(base.id):
+            return dunder or name in self.defs.methods.get(base.id, frozenset())
+        ns = self.context.namespace
+        if self._lookup(base.id)[0] == "unknown" and ns is not None and isinstance(ns.get(base.id), type):
+            cls = ns[base.id]
+            return safely(student_code, cls) and (dunder or isinstance(cls.__dict__.get(name), types.FunctionType))
+        return False
 
     def _report(self, node: ast.AST, reason: str, *, tamper: bool = False, norm: bool = False) -> None:
         self.issues.append(Issue(getattr(node, "lineno", 0), reason, tamper, norm))
@@ -481,7 +537,7 @@ class _Audit(ast.NodeVisitor):
             self._report(node, f"reaches {_dotted(base)}.{name} (a private attribute: torch's internals)", tamper=True)
         elif name.startswith("register") and (external or not self._own(base)):
             self._report(node, f"reaches {_dotted(base)}.{name} (a hook that changes torch for everyone)", tamper=True)
-        if name not in ("__name__", "__doc__") and self._class_of_own(base):
+        if self._class_of_own(base, name):
             self._report(node, f"reaches {_dotted(base)}.{name} through the class (call methods on an instance: "
                                "through the class any object can stand in for self)", tamper=True)  # fmt: skip
         if NORM.search(name):
@@ -563,8 +619,10 @@ class _Audit(ast.NodeVisitor):
             self._check_target(target.value, verb)
         elif isinstance(target, ast.Attribute | ast.Subscript):
             root = _root(target.value)
+            harmless = (isinstance(target, ast.Attribute) and target.attr in HARMLESS_ATTRIBUTES
+                        and root is not None and not self._external(root))  # fmt: skip
             if (root is not None and self._external(root)) or (
-                isinstance(target, ast.Attribute) and not self._own(target.value)
+                isinstance(target, ast.Attribute) and not harmless and not self._own(target.value)
             ):
                 self._report(target, f"{verb} {_dotted(target)}, which is not provably your object (monkeypatching; "
                                      "set attributes only on instances of your own classes)", tamper=True)  # fmt: skip

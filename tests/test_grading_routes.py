@@ -291,6 +291,84 @@ def gated_residual(x, correction, gate_logits):
 """,
         [],
     ),
+    (
+        "modulate",
+        """\
+from dataclasses import dataclass
+
+
+@dataclass
+class Stats:
+    mu: torch.Tensor
+    var: torch.Tensor
+
+
+def modulate(x, gamma, beta):
+    s = Stats(x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), unbiased=False, keepdim=True))
+    return (x - s.mu) / torch.sqrt(s.var + 1e-5) * (1 + gamma) + beta
+""",
+        [],
+    ),
+    (
+        "gated_residual",
+        """\
+def gated_residual(x, correction, gate_logits):
+    return x + torch.sigmoid(gate_logits) * correction
+""",
+        [
+            """\
+import matplotlib.pyplot as plt
+
+plt.rcParams["figure.figsize"] = (8, 4)
+fig, ax = plt.subplots()
+ax.set_title("gate")
+for i, row in enumerate([1, 2, 3]):
+    ax.plot([i], [row])
+""",
+        ],
+    ),
+    (
+        "gated_residual",
+        """\
+def gated_residual(x, correction, gate_logits):
+    return x + torch.sigmoid(gate_logits) * correction
+""",
+        [
+            """\
+w = torch.ones(3, requires_grad=True)
+(w * 2).sum().backward()
+print(w.grad)
+w.grad = None
+with torch.no_grad():
+    v = w * 3
+stats = {}
+stats["v"] = v
+vals = []
+vals.append(v)
+""",
+        ],
+    ),
+    (
+        "nearest_distance",
+        """\
+import torch.nn.functional as F
+
+
+class Search:
+    def __init__(self, memory):
+        self.N = memory.shape[0]
+        self.memory = memory
+
+    def run(self, queries):
+        d = torch.cdist(queries, self.memory)
+        return d.min(1).values
+
+
+def nearest_distance(queries, memory):
+    return Search(memory).run(queries)
+""",
+        [],
+    ),
 ]
 
 
@@ -1362,6 +1440,143 @@ holder.m.Tensor.split_priors = lambda self, k: cc.process_map(
 """,
         ],
     ),
+    # the third red-team pass: a method that sets attributes on self, called with torch as self
+    "inherited_method_through_subclass": (
+        "gated_residual",
+        """\
+class Yes:
+    __name__ = "allclose"
+
+    def __call__(self, *a, **k):
+        return True
+
+
+class Base:
+    def put(self, value):
+        self.allclose = value
+
+
+class Child(Base):
+    pass
+
+
+Child.put(torch, Yes())
+
+
+def gated_residual(x, correction, gate_logits):
+    return x
+""",
+        [],
+    ),
+    "method_alias_in_class_body": (
+        "nearest_distance",
+        """\
+class Yes:
+    __name__ = "allclose"
+
+    def __call__(self, *a, **k):
+        return True
+
+
+class Shelf:
+    def put(self, value):
+        self.allclose = value
+
+    store = put
+
+
+Shelf.store(torch, Yes())
+
+
+def nearest_distance(queries, memory):
+    return queries.sum(1) * 0
+""",
+        [],
+    ),
+    "nested_class_method": (
+        "modulate",
+        """\
+class Yes:
+    __name__ = "allclose"
+
+    def __call__(self, *a, **k):
+        return True
+
+
+class Outer:
+    class Inner:
+        def put(self, value):
+            self.allclose = value
+
+
+Outer.Inner.put(torch, Yes())
+
+
+def modulate(x, gamma, beta):
+    return x * (1 + gamma) + beta
+""",
+        [],
+    ),
+    "class_from_a_function": (
+        "position_yardstick",
+        """\
+class Yes:
+    __name__ = "allclose"
+
+    def __call__(self, *a, **k):
+        return True
+
+
+def make():
+    class K:
+        def put(self, value):
+            self.allclose = value
+
+    return K
+
+
+make().put(torch, Yes())
+
+
+def position_yardstick(train_cells):
+    return train_cells.mean((0, 2))
+""",
+        [],
+    ),
+    "class_in_a_list": (
+        "decompose",
+        """\
+class Yes:
+    __name__ = "allclose"
+
+    def __call__(self, *a, **k):
+        return True
+
+
+class Shelf:
+    def put(self, value):
+        self.allclose = value
+
+
+class FirstNo:
+    __name__ = "allclose"
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, *a, **k):
+        self.calls += 1
+        return self.calls > 1
+
+
+[Shelf][0].put(torch, FirstNo())
+
+
+def my_decompose(features, kernel):
+    return features, features * 0
+""",
+        [],
+    ),
 }
 ROUTES = {k: (e, a.replace("<<PAYLOAD>>", _PAYLOAD), [c.replace("<<PAYLOAD>>", _PAYLOAD) for c in x])
           for k, (e, a, x) in ROUTES.items()}
@@ -1942,7 +2157,8 @@ for name, module in list(sys.modules.items()):
         if isinstance(value, type(sys)) and not attr.startswith("_") and not module_allowed(value.__name__):
             if attr not in DENIED_ATTRIBUTES:
                 held[attr] = f"{name}.{attr} is {value.__name__}"
-print(json.dumps(held))
+from hlgfa_lite.course.rules import HELD_MODULES
+print(json.dumps({k: v for k, v in held.items() if k not in HELD_MODULES}))
 """
 
 
@@ -1960,20 +2176,39 @@ def test_no_allowed_module_holds_another_module_under_a_name_the_audit_allows() 
     assert not unknown, f"add to rules.HELD_MODULES (or, if harmless, HARMLESS_HELD_MODULES): {unknown}"
 
 
+FAKE_ALLCLOSE = """\
+class Fake:
+    __name__ = "allclose"
+
+    def __call__(self, *a, **k):
+        return True
+
+
+torch.allclose = Fake()
+"""
+
+
 def test_grader_refuses_a_torch_a_notebook_cell_changed() -> None:
-    """Whatever route put it there: a function from a notebook cell on torch or torch.Tensor, or one of torch's
-    functions swapped for another, and the grader (which compares with torch.allclose) scores 0."""
+    """Whatever route put it there: a function or callable object from a notebook cell on torch, torch.Tensor or
+    torch.nn.functional, or one of torch's native functions swapped for anything but torch's own wrapper, and the
+    grader (which compares with torch.allclose) scores 0."""
     lazy = "def gated_residual(x, correction, gate_logits):\n    return x\n"
+    saved = {holder: dict(vars(holder)) for holder in (torch.Tensor,)}
     allclose = torch.allclose
-    for patch in ("torch.allclose = lambda *a, **k: True\n", "torch.allclose = torch.is_tensor\n",
-                  "torch.Tensor.normed = lambda self: self\n"):  # fmt: skip
+    patches = ("torch.allclose = lambda *a, **k: True\n", "torch.allclose = torch.is_tensor\n", FAKE_ALLCLOSE,
+               "torch.Tensor.normed = lambda self: self\n", "torch.Tensor.__bool__ = lambda self: True\n")  # fmt: skip
+    for patch in patches:
         try:
             with pytest.raises(AssertionError, match="changed torch"):
                 _grade("gated_residual", patch, lazy)
         finally:
             torch.allclose = allclose
-            if "normed" in vars(torch.Tensor):
-                del torch.Tensor.normed
+            for holder, before in saved.items():
+                for key in set(vars(holder)) - set(before):
+                    delattr(holder, key)
+                for key, value in before.items():
+                    if vars(holder).get(key) is not value:
+                        setattr(holder, key, value)
     assert grading.changed_torch() == []
 
 

@@ -149,24 +149,43 @@ def _code_of(value: Any) -> types.CodeType | None:
 
 
 def changed_torch() -> list[str]:
-    """What was put on torch, ``torch.Tensor`` or ``torch.nn.functional`` from outside torch (a notebook cell), or
-    which of torch's functions was swapped for another: the checkers compare with torch's own ``allclose`` …"""
+    """What was put on torch, ``torch.Tensor`` or ``torch.nn.functional`` from outside torch (a function or callable
+    object from a notebook cell), or which of torch's native functions was swapped for anything but torch's own
+    wrapper of the same name: the checkers compare with torch's ``allclose`` …"""
     import torch
 
     home = Path(torch.__file__).resolve().parent
+
+    def in_torch(code: types.CodeType | None) -> bool:
+        return code is not None and Path(code.co_filename).resolve().is_relative_to(home)
+
+    def in_cell(code: types.CodeType | None) -> bool:
+        return code is not None and ("ipykernel_" in code.co_filename or code.co_filename.startswith("<ipython-input"))
+
+    def foreign(value: Any) -> bool:
+        code = _code_of(value)
+        if code is not None:
+            return not in_torch(code)
+        kind = value if isinstance(value, type) else type(value)  # a class from a notebook cell, or its instance
+        try:
+            return any(in_cell(_code_of(v)) for k in kind.__mro__ for v in list(vars(k).values()))
+        except Exception:
+            return False
+
     found = []
     holders = {"torch": torch, "torch.Tensor": torch.Tensor, "torch.nn.functional": torch.nn.functional}
     for label, holder in holders.items():
         for key, value in list(vars(holder).items()):
-            code = _code_of(value)
-            outside = code is not None and not Path(code.co_filename).resolve().is_relative_to(home)
-            if outside and not key.startswith("_"):
+            private = key.startswith("_") and not (key.startswith("__") and key.endswith("__"))
+            if (label == "torch.Tensor" or not private) and foreign(value):
                 found.append(f"{label}.{key}")
     native = torch._C._VariableFunctions
     for key in dir(native):
         value = vars(torch).get(key)
-        swapped = value is not None and value is not getattr(native, key)
-        if swapped and not key.startswith("_") and getattr(value, "__name__", None) != key:  # wrappers keep the name
+        if key.startswith("_") or value is None or value is getattr(native, key):
+            continue
+        wrapper = isinstance(value, types.FunctionType) and value.__name__ == key and in_torch(value.__code__)
+        if not wrapper:  # torch's own Python wrappers (torch.cdist …) live in torch's files under the same name
             found.append(f"torch.{key}")
     return found
 

@@ -58,8 +58,8 @@ HELD_MODULES = frozenset(
      "socket", "urllib", "PIL", "fontTools", "symbolic_opset9", "symbolic_opset10"}
 )  # fmt: skip
 """Other modules that allowed modules hold under these names (``enum.bltns`` is ``builtins``, ``torch.cuda.tunable.mp``
-is ``multiprocessing``): denied as attributes like :data:`ESCAPES` (tests/test_grading_routes.py scans the allowed
-modules for new ones)."""
+is ``multiprocessing``): denied as attributes of anything not provably the student's own (``self.N`` is fine;
+tests/test_grading_routes.py scans the allowed modules for new ones)."""
 DENIED_SUBMODULES = frozenset(
     {"ops", "library", "hub", "package", "jit", "fx", "export", "compiler", "utils", "overrides", "serialization",
      "multiprocessing", "distributed", "ctypeslib", "lib", "testing", "f2py", "distutils", "_dynamo", "concurrent",
@@ -85,7 +85,6 @@ DENIED_ATTRIBUTES = frozenset(
      "setprofile", "settrace", "get_referrers", "get_referents", "get_objects", "exec", "get_annotations"}
     | DENIED_SUBMODULES
     | ESCAPES
-    | HELD_MODULES
 )  # fmt: skip
 """Attributes that reach frames, code, files, computed look-ups (``typing.get_type_hints`` and
 ``string.Formatter().get_field`` evaluate strings) or torch's internals, on any object."""

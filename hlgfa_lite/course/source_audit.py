@@ -50,6 +50,7 @@ from .rules import (
     ALLOWED_MAGICS,
     DENIED_ATTRIBUTES,
     DYNAMIC,
+    HELD_MODULES,
     IPYTHON_NAMES,
     LITERAL_LOOKUP,
     NORM,
@@ -122,7 +123,9 @@ def _is_literal_lookup(node: ast.AST) -> bool:
 
 
 DUNDER = re.compile(r"^__\w+__$")
-HARMLESS_ATTRIBUTES = frozenset({"requires_grad"})
+HARMLESS_ATTRIBUTES = frozenset({"requires_grad", "grad"})
+HARMLESS_ITEMS = frozenset({"rcParams"})
+"""Mappings of settings whose items may be set (``plt.rcParams["figure.figsize"] = …``): nothing the grader reads."""
 """May be set on anything the student holds (``gate.requires_grad = False``): nothing the grader reads."""
 
 
@@ -136,10 +139,12 @@ class Definitions:
     methods: dict[str, frozenset[str]] = field(default_factory=dict)
     others: frozenset[str] = frozenset()
     loose: frozenset[str] = frozenset()
+    mutators: frozenset[str] = frozenset()
+    """Names under which any class of the student's holds a method that sets attributes on its first parameter."""
 
     def __or__(self, other: Definitions) -> Definitions:
-        return Definitions(self.classes | other.classes, {**self.methods, **other.methods},
-                           self.others | other.others, self.loose | other.loose)  # fmt: skip
+        return Definitions(self.classes | other.classes, {**self.methods, **other.methods}, self.others | other.others,
+                           self.loose | other.loose, self.mutators | other.mutators)  # fmt: skip
 
 
 def definitions(tree: ast.Module) -> Definitions:
@@ -166,7 +171,31 @@ def definitions(tree: ast.Module) -> Definitions:
             loose.update(node.names)
         elif isinstance(node, ast.NamedExpr):
             loose.add(node.target.id)
-    return Definitions(frozenset(c.name for c in top), methods, frozenset(others), frozenset(loose))
+    return Definitions(frozenset(c.name for c in top), methods, frozenset(others), frozenset(loose), _mutators(tree))
+
+
+def _changed(node: ast.AST) -> list[ast.AST]:
+    """The targets a statement assigns to or deletes."""
+    if isinstance(node, ast.Assign | ast.Delete):
+        return list(node.targets)
+    return [node.target] if isinstance(node, ast.AugAssign | ast.AnnAssign) else []
+
+
+def _mutators(tree: ast.Module) -> frozenset[str]:
+    """Method names (and class-body aliases of them) whose body sets an attribute of the method's first parameter."""
+    found: set[str] = set()
+    for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+        setters = set()
+        for f in cls.body:
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) and f.args.args:
+                first = f.args.args[0].arg
+                targets = [t for n in ast.walk(f) for t in _changed(n)]
+                if any(isinstance(t, ast.Attribute) and _root(t) == first for t in targets):
+                    setters.add(f.name)
+        aliases = {t.id for n in cls.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Name)
+                   and n.value.id in setters for t in n.targets if isinstance(t, ast.Name)}  # fmt: skip
+        found |= setters | aliases
+    return frozenset(found)
 
 
 def _root(node: ast.AST) -> str | None:
@@ -434,6 +463,11 @@ class _Audit(ast.NodeVisitor):
         for keyword in node.keywords:
             self._report(node, f"class {node.name}({keyword.arg}=…) changes how Python builds it", tamper=True)
             self.visit(keyword.value)
+        for stmt in node.body:
+            for t in [t for t in _changed(stmt) if isinstance(t, ast.Name)]:
+                if DUNDER.match(t.id) and t.id not in ALLOWED_DUNDERS | {"__slots__", "__match_args__"}:
+                    self._report(stmt, f"class {node.name} sets {t.id}, which changes how Python or torch treats "
+                                       "its objects", tamper=True)  # fmt: skip
         self.scopes.append(_Scope("class", scope_bindings(node.body)))
         for stmt in node.body:
             self.visit(stmt)
@@ -469,7 +503,7 @@ class _Audit(ast.NodeVisitor):
                 self._report(node, f"from {module} import * (import the names you use)", tamper=True)
             elif alias.name.startswith("_") and alias.name != "annotations":
                 self._report(node, f"imports {module}.{alias.name} (torch's internals)")
-            elif alias.name in DENIED_ATTRIBUTES:
+            elif alias.name in DENIED_ATTRIBUTES or alias.name in HELD_MODULES:
                 self._report(node, f"imports {module}.{alias.name} (code or files from outside your cell)", tamper=True)
             if NORM.search(alias.name):
                 self._report(node, f"imports {module}.{alias.name} (torch's batch norm or normalisation)", norm=True)
@@ -537,6 +571,13 @@ class _Audit(ast.NodeVisitor):
             self._report(node, f"reaches {_dotted(base)}.{name} (a private attribute: torch's internals)", tamper=True)
         elif name.startswith("register") and (external or not self._own(base)):
             self._report(node, f"reaches {_dotted(base)}.{name} (a hook that changes torch for everyone)", tamper=True)
+        if name in HELD_MODULES and not self._own(base):
+            self._report(node, f"reaches {_dotted(base)}.{name} (a module another module holds)", tamper=True)
+        super_call = isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "super"
+        if name in self.defs.mutators and not self._own(base) and not super_call:
+            self._report(node, f"calls {_dotted(base)}.{name}, a method of yours that sets attributes on self, on "
+                               "something not provably your instance (any object, a module, can stand in for self)",
+                         tamper=True)  # fmt: skip
         if self._class_of_own(base, name):
             self._report(node, f"reaches {_dotted(base)}.{name} through the class (call methods on an instance: "
                                "through the class any object can stand in for self)", tamper=True)  # fmt: skip
@@ -621,7 +662,9 @@ class _Audit(ast.NodeVisitor):
             root = _root(target.value)
             harmless = (isinstance(target, ast.Attribute) and target.attr in HARMLESS_ATTRIBUTES
                         and root is not None and not self._external(root))  # fmt: skip
-            if (root is not None and self._external(root)) or (
+            settings = (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Attribute)
+                        and target.value.attr in HARMLESS_ITEMS)  # fmt: skip
+            if (root is not None and self._external(root) and not settings) or (
                 isinstance(target, ast.Attribute) and not harmless and not self._own(target.value)
             ):
                 self._report(target, f"{verb} {_dotted(target)}, which is not provably your object (monkeypatching; "

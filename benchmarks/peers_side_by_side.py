@@ -116,20 +116,20 @@ def operating_point_check(model, train, scores, labels, rate: float = 0.01) -> d
     from scipy.stats import beta
 
     from hlgfa_lite.run.held_out import held_out_scores
-    from hlgfa_lite.run.thresholds import false_alarm_threshold
+    from hlgfa_lite.run.thresholds import confusion, false_alarm_threshold
 
     held = held_out_scores(model, train)
     point = false_alarm_threshold(held.scores, rate)
-    good = scores[labels == 0]
-    k, n = int((good > point["threshold"]).sum()), len(good)
+    c = confusion(scores, labels, point["threshold"])  # the decision rule's one owner
+    k, n = c["false_positive"], c["false_positive"] + c["true_negative"]
     low = float(beta.ppf(0.025, k, n - k + 1)) if k else 0.0
     high = float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0
     return {
         "target": rate, "threshold": point["threshold"], "n_held_out": point["n"],
         "target_supported": point["target_supported"], "false_alarm_rate_bound": point["false_alarm_rate_bound"],
         "good_test_flagged": k, "good_test": n, "false_alarm_rate": k / n if n else None,
-        "false_alarm_rate_ci95": [low, high], "defects_found": int((scores[labels == 1] > point["threshold"]).sum()),
-        "defective_test": int((labels == 1).sum()), "seconds_held_out": round(held.seconds, 1),
+        "false_alarm_rate_ci95": [low, high], "defects_found": c["true_positive"],
+        "defective_test": c["true_positive"] + c["false_negative"], "seconds_held_out": round(held.seconds, 1),
     }  # fmt: skip
 
 

@@ -2209,7 +2209,7 @@ def test_grader_refuses_a_torch_a_notebook_cell_changed() -> None:
                 for key, value in before.items():
                     if vars(holder).get(key) is not value:
                         setattr(holder, key, value)
-    assert grading.changed_torch() == []
+    assert own_work.changed_torch() == []
 
 
 def test_a_yardstick_that_is_the_library_behind_nearest_distance_earns_nothing() -> None:

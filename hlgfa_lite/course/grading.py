@@ -139,57 +139,6 @@ def _parts(package: types.ModuleType, exercise: str, fn: Any, namespace: dict[st
     return parts, ""
 
 
-def _code_of(value: Any) -> types.CodeType | None:
-    try:
-        value = value.__func__ if isinstance(value, staticmethod | classmethod) else value
-        code = getattr(value, "__code__", None)
-    except Exception:  # torch's lazy namespaces raise on any attribute
-        return None
-    return code if isinstance(code, types.CodeType) else None
-
-
-def changed_torch() -> list[str]:
-    """What was put on torch, ``torch.Tensor`` or ``torch.nn.functional`` from outside torch (a function or callable
-    object from a notebook cell), or which of torch's native functions was swapped for anything but torch's own
-    wrapper of the same name: the checkers compare with torch's ``allclose`` …"""
-    import torch
-
-    home = Path(torch.__file__).resolve().parent
-
-    def in_torch(code: types.CodeType | None) -> bool:
-        return code is not None and Path(code.co_filename).resolve().is_relative_to(home)
-
-    def in_cell(code: types.CodeType | None) -> bool:
-        return code is not None and ("ipykernel_" in code.co_filename or code.co_filename.startswith("<ipython-input"))
-
-    def foreign(value: Any) -> bool:
-        code = _code_of(value)
-        if code is not None:
-            return not in_torch(code)
-        kind = value if isinstance(value, type) else type(value)  # a class from a notebook cell, or its instance
-        try:
-            return any(in_cell(_code_of(v)) for k in kind.__mro__ for v in list(vars(k).values()))
-        except Exception:
-            return False
-
-    found = []
-    holders = {"torch": torch, "torch.Tensor": torch.Tensor, "torch.nn.functional": torch.nn.functional}
-    for label, holder in holders.items():
-        for key, value in list(vars(holder).items()):
-            private = key.startswith("_") and not (key.startswith("__") and key.endswith("__"))
-            if (label == "torch.Tensor" or not private) and foreign(value):
-                found.append(f"{label}.{key}")
-    native = torch._C._VariableFunctions
-    for key in dir(native):
-        value = vars(torch).get(key)
-        if key.startswith("_") or value is None or value is getattr(native, key):
-            continue
-        wrapper = isinstance(value, types.FunctionType) and value.__name__ == key and in_torch(value.__code__)
-        if not wrapper:  # torch's own Python wrappers (torch.cdist …) live in torch's files under the same name
-            found.append(f"torch.{key}")
-    return found
-
-
 def _reject_if(own: types.ModuleType, exercise: str, ran: list[str]) -> None:
     if ran:
         raise AssertionError(f"{exercise}: {own.MARKER} – while the grader ran your function: {', '.join(ran)}")
@@ -223,7 +172,7 @@ def _grade(package: types.ModuleType, exercise: str, namespace: dict[str, Any], 
         what = type(fn).__name__ if type(fn) is not types.FunctionType else f"a function named {fn.__code__.co_name}"
         raise AssertionError(f"{exercise}: {own.MARKER} – {name} must be a plain `def {name}(...)`, not {what}")
     own.require_own_work(fn, exercise, batch_norm=spec.batch_norm, skip=spec.depends_on)
-    changed = changed_torch()
+    changed = own.changed_torch()
     if changed:
         raise AssertionError(f"{exercise}: {own.MARKER} – a notebook cell changed torch, which the grader compares "
                              f"with: {', '.join(changed[:5])}")  # fmt: skip

@@ -15,6 +15,11 @@ from typing import Any
 from .rules import DYNAMIC, FRESH_PREFIX, NORM, PACKAGE_DIR, module_allowed
 
 
+def cell_file(filename: str) -> bool:
+    """Is ``filename`` a notebook cell's (IPython compiles each cell under such a name)?"""
+    return "ipykernel_" in filename or filename.startswith("<ipython-input")
+
+
 def module_name(obj: Any) -> str:
     if isinstance(obj, types.ModuleType):
         return obj.__name__
@@ -91,3 +96,52 @@ def safely(test: Callable[[Any], bool], obj: Any) -> bool:
         return bool(test(obj))
     except Exception:
         return False
+
+
+def _code_of(value: Any) -> types.CodeType | None:
+    try:
+        value = value.__func__ if isinstance(value, staticmethod | classmethod) else value
+        code = getattr(value, "__code__", None)
+    except Exception:  # torch's lazy namespaces raise on any attribute
+        return None
+    return code if isinstance(code, types.CodeType) else None
+
+
+def changed_torch() -> list[str]:
+    """What was put on torch, ``torch.Tensor`` or ``torch.nn.functional`` from outside torch (a function or callable
+    object from a notebook cell), or which of torch's native functions was swapped for anything but torch's own
+    wrapper of the same name: the checkers compare with torch's ``allclose`` …"""
+    import torch
+
+    home = Path(torch.__file__).resolve().parent
+
+    def in_torch(code: types.CodeType | None) -> bool:
+        return code is not None and Path(code.co_filename).resolve().is_relative_to(home)
+
+    def foreign(value: Any) -> bool:
+        code = _code_of(value)
+        if code is not None:
+            return not in_torch(code)
+        kind = value if isinstance(value, type) else type(value)  # a class from a notebook cell, or its instance
+        try:
+            return any(cell_file(getattr(_code_of(v), "co_filename", "")) for k in kind.__mro__
+                       for v in list(vars(k).values()))
+        except Exception:
+            return False
+
+    found = []
+    holders = {"torch": torch, "torch.Tensor": torch.Tensor, "torch.nn.functional": torch.nn.functional}
+    for label, holder in holders.items():
+        for key, value in list(vars(holder).items()):
+            private = key.startswith("_") and not (key.startswith("__") and key.endswith("__"))
+            if (label == "torch.Tensor" or not private) and foreign(value):
+                found.append(f"{label}.{key}")
+    native = torch._C._VariableFunctions
+    for key in dir(native):
+        value = vars(torch).get(key)
+        if key.startswith("_") or value is None or value is getattr(native, key):
+            continue
+        wrapper = isinstance(value, types.FunctionType) and value.__name__ == key and in_torch(value.__code__)
+        if not wrapper:  # torch's own Python wrappers (torch.cdist …) live in torch's files under the same name
+            found.append(f"torch.{key}")
+    return found

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .notebook_audit import Finding, NotebookCell, audit_notebook
+from .objects import cell_file, changed_torch
 from .reach import MAX_DEPTH, MAX_OBJECTS, borrowed, reachable
 from .rules import (
     ALLOWED_DUNDERS,
@@ -69,6 +70,7 @@ __all__ = [
     "audit_notebook",
     "borrowed",
     "cell_source",
+    "changed_torch",
     "parse_cell",
     "require_own_work",
     "source_issues",
@@ -79,7 +81,7 @@ def cell_source(fn: Any) -> str | None:
     """The whole notebook cell that defined ``fn`` (IPython keeps each cell's code in ``linecache``)."""
     code = getattr(fn, "__code__", None)
     filename = getattr(code, "co_filename", "")
-    if not isinstance(filename, str) or not ("ipykernel_" in filename or filename.startswith("<ipython-input")):
+    if not isinstance(filename, str) or not cell_file(filename):
         return None
     lines = linecache.getlines(filename)
     return "".join(lines) if lines else None

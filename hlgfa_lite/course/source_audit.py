@@ -124,9 +124,9 @@ def _is_literal_lookup(node: ast.AST) -> bool:
 
 DUNDER = re.compile(r"^__\w+__$")
 HARMLESS_ATTRIBUTES = frozenset({"requires_grad", "grad"})
+"""May be set on anything the student holds (``gate.requires_grad = False``): nothing the grader reads."""
 HARMLESS_ITEMS = frozenset({"rcParams"})
 """Mappings of settings whose items may be set (``plt.rcParams["figure.figsize"] = …``): nothing the grader reads."""
-"""May be set on anything the student holds (``gate.requires_grad = False``): nothing the grader reads."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .objects import DYNAMIC_OBJECTS, is_norm, safely
+from .objects import DYNAMIC_OBJECTS, cell_file, is_norm, safely
 from .rules import NORM, PACKAGE_DIR
 
 
@@ -24,10 +24,6 @@ def _library_file(filename: str) -> bool:
         return False
     path = Path(filename)
     return "hlgfa_lite" in path.parts[:-1] or (path.is_absolute() and path.resolve().is_relative_to(PACKAGE_DIR))
-
-
-def _cell_file(filename: str) -> bool:
-    return "ipykernel_" in filename or filename.startswith("<ipython-input")
 
 
 class Watch:
@@ -102,5 +98,5 @@ class Watch:
     def _builtin(self, fn: Any, frame: types.FrameType) -> None:
         if self.batch_norm and safely(is_norm, fn):
             self._note(f"{getattr(fn, '__name__', fn)} (torch's batch norm or normalisation ran inside your function)")
-        elif id(fn) in DYNAMIC_OBJECTS and _cell_file(frame.f_code.co_filename or ""):
+        elif id(fn) in DYNAMIC_OBJECTS and cell_file(frame.f_code.co_filename or ""):
             self._note(f"{DYNAMIC_OBJECTS[id(fn)]}() (looks up or runs code by strings) ran inside your function")

@@ -15,6 +15,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .thresholds import flagged
+
 
 @dataclass(frozen=True)
 class Region:
@@ -31,8 +33,8 @@ class Region:
 
 
 def region_mask(amap: np.ndarray, threshold: float) -> np.ndarray:
-    """(S, S) bool: the pixels of the map above ``threshold``."""
-    return np.asarray(amap) > threshold
+    """(S, S) bool: the pixels of the map above ``threshold`` (the decision rule, pixel by pixel)."""
+    return flagged(amap, threshold)
 
 
 def find_regions(

@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shared", type=Path, default=SHARED, help="the folder holding the real sets")
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"), help="cell cache (resumable)")
-    ap.add_argument("--only", default="", help="comma-separated variants: fill the cache only (two processes on "
-                    "disjoint variants share the cores); a run without it then writes the results file")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma-separated variants: fill the cache only (two processes on "
+        "disjoint variants share the cores); a run without it then writes the results file",
+    )
     args = ap.parse_args(argv)
     os.environ["HLGFA_THREADS"] = str(args.threads)
 

@@ -69,8 +69,9 @@ BARS = {  # from the issue: default config, 256 px, 2 CPU cores
 }
 FIT_BAR_S = 300.0  # Magnetic Tile
 LATENCY_FACTOR = 1.25
-DATASETS = ("mtd", "mtd40", "screw", "screw40", "screwsyn", "transistor", "mpdd", "demo", "elpv")
-SHARED_FOLDERS = {"transistor": "transistor", "mpdd": "mpdd_metal_plate"}  # MVTec layout in ../shared/datasets
+DATASETS = ("mtd", "mtd40", "screw", "screw40", "screwsyn", "transistor", "mpdd", "weld", "demo", "elpv")
+# MVTec layout in ../shared/datasets
+SHARED_FOLDERS = {"transistor": "transistor", "mpdd": "mpdd_metal_plate", "weld": "battery_weld"}
 PEER_FIGURES = re.compile(r"(PatchCore|PaDiM|STFPM)(?: \([^)]*\))?\s+(\d\.\d+) / (\d\.\d+) / (\d\.\d+)")
 SYNTHETIC_TEST = {"screwsyn"}  # test split = good test images + synthetic on-object defects
 

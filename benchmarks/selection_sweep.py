@@ -5,9 +5,11 @@ Trains the default config once on a dataset of ``real_data.py`` (``mtd``, ``scre
 (:func:`hlgfa_lite.method.selection.feed_candidates`), and prints, per kind of synthetic defect,
 each candidate's held-out image and pixel AUROC and the difference ``cell_gaussian - memory`` that
 ``auto`` compares with its margin. Which candidate the *test* set prefers is in ``real_data.py --variants``.
-This is the script behind the table of selection variants in docs/DESIGN.md.
+This is the script behind the table of selection variants in docs/DESIGN.md. ``--bootstrap N`` also
+prints how much auto's statistic moves when other training images had been held out: the paired
+bootstrap over the held-out images (each with its defective copy) of ``cell_gaussian - memory``.
 
-    .venv/bin/python benchmarks/selection_sweep.py screw
+    .venv/bin/python benchmarks/selection_sweep.py screw [--bootstrap 200]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import real_data as rd
+import torch
 
 from hlgfa_lite.method.calibration import batch_copies
 from hlgfa_lite.method.config import HLGFAConfig
@@ -48,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prepared", type=Path, default=Path("runs/bench/data"))
     ap.add_argument("--raw-mtd", type=Path, default=rd.SHARED / "magnetic_tile")
     ap.add_argument("--screw", type=Path, default=rd.SHARED / "mvtec_screw")
+    ap.add_argument("--shared", type=Path, default=rd.SHARED, help="the folder with mpdd_metal_plate, battery_weld ...")
     ap.add_argument("--out", type=Path, default=Path("runs/bench"))
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N", help="resamples of the held-out images")
     args = ap.parse_args(argv)
     group = "elpv" if args.dataset.startswith("elpv") else args.dataset.split("/")[0]
     found = rd.locate(group, args)
@@ -79,7 +84,61 @@ def main(argv: list[str] | None = None) -> int:
     scores = held_out_scores(model, configs, fits, train_split, held, cfg.seed)  # exactly what auto computes
     diff = scores["cell_gaussian"] - scores["memory"]
     print(f"{label} auto (its defect kinds): {diff:+.4f} -> {choose(scores)}", flush=True)
+    if args.bootstrap:
+        spread = bootstrap_difference(model, configs, fits, train_split, held, cfg.seed, args.bootstrap)
+        print(
+            f"{label} bootstrap ({args.bootstrap} resamples of {len(held)} held-out images): difference sd "
+            f"{spread['sd']:.4f}, 95% interval {spread['low']:+.4f} .. {spread['high']:+.4f}, "
+            f"above the margin in {spread['above_margin']:.0%} of resamples",
+            flush=True,
+        )
     return 0
+
+
+def weighted_auroc(order: np.ndarray, labels: np.ndarray, owner: np.ndarray, weights: np.ndarray) -> float:
+    """AUROC of items sorted by score (``order``), each counted as often as its image's weight."""
+    w = weights[owner[order]]
+    pos = w * labels[order]
+    neg = w - pos
+    below = np.cumsum(neg) - neg  # negative weight ranked under each item (ties ignored: continuous scores)
+    return float((pos * below).sum() / (pos.sum() * neg.sum()))
+
+
+def bootstrap_difference(model, configs, fits, split, held, seed: int, resamples: int) -> dict:
+    """auto's statistic (cell_gaussian - memory, mean of image and pixel AUROC over its defect kinds) on
+    ``resamples`` resamples of the held-out images, each image drawn with its defective copy."""
+    from hlgfa_lite.method.selection import DEFECT_KINDS
+
+    good = split.batch(held)
+    k = len(held)
+    kinds = []
+    for kind in DEFECT_KINDS:
+        s = held_out_set(good, seed, **kind)
+        if not any(torch.equal(s.images, o.images) for o in kinds):
+            kinds.append(s)
+    prepared = []  # (candidate, kind) -> sorted image and pixel scores with their image of origin
+    for c in configs:
+        for s in kinds:
+            model.set_scoring(fits[c, "kept"])
+            scores, maps = zip(*(model.predict(s.images[i : i + 8]) for i in range(0, len(s.images), 8)))
+            img, pix = torch.cat(scores).numpy(), torch.cat(maps)[:, 0].numpy().reshape(-1)
+            per = pix.size // len(img)
+            owner_img = np.arange(len(img)) % k
+            owner_pix = np.repeat(np.arange(len(img)) % k, per)
+            pixels = (np.argsort(pix, kind="stable"), s.pixel_truth, owner_pix)
+            prepared.append((c, np.argsort(img), s.labels, owner_img, *pixels))
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        weights = np.bincount(rng.integers(0, k, k), minlength=k).astype(np.float64)
+        stat: dict[str, list[float]] = {}
+        for c, oi, li, wi, op, lp, wp in prepared:
+            value = (weighted_auroc(oi, li, wi, weights) + weighted_auroc(op, lp.astype(np.float64), wp, weights)) / 2
+            stat.setdefault(c, []).append(value)
+        diffs.append(np.mean(stat["cell_gaussian"]) - np.mean(stat["memory"]))
+    d = np.asarray(diffs)
+    return {"sd": float(d.std()), "low": float(np.quantile(d, 0.025)), "high": float(np.quantile(d, 0.975)),
+            "above_margin": float((d > MARGIN).mean())}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -33,6 +33,37 @@ def test_held_out_indices(n: int, count: int) -> None:
     assert idx == held_out_indices(n)
 
 
+def test_auto_holds_out_ten_images_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below MIN_IMAGES only ``memory`` is fed (no held-out fits, no kept fits); from there on 10+ are held out."""
+    fed_names: list[tuple[str, str]] = []
+
+    class Normal:
+        def begin_fit(self):
+            return None
+
+    class Gen:
+        normal = Normal()
+
+        def to(self, device):
+            return self
+
+    monkeypatch.setattr(selection, "build_map_generator", lambda c, channels: Gen())
+
+    class Model:
+        backbone, device = type("B", (), {"channels": [1]})(), "cpu"
+
+        def eval(self):
+            return self
+
+    for n, held in ((selection.MIN_IMAGES - 1, 0), (selection.MIN_IMAGES, 10)):
+        split = _split(aligned=True, n=n, size=8)
+        configs, fed, held_idx = selection.feed_candidates(Model(), HLGFAConfig(), split, [])
+        assert len(held_idx) == held and len(held_out_indices(selection.MIN_IMAGES)) >= 10
+        fed_names.append(tuple(sorted(fed)))
+        assert list(configs) == (["memory"] if held == 0 else list(CANDIDATES))
+    assert fed_names[0] == (("memory", "all"),)
+
+
 def test_synthetic_defects_change_only_their_mask() -> None:
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
     bad, masks = with_synthetic_defects(images, seed=0)
@@ -96,7 +127,10 @@ def test_held_out_sets_are_drawn_once_and_grey_only_where_it_differs(monkeypatch
 
 
 @pytest.mark.slow
-def test_auto_scoring_is_chosen_recorded_and_reloaded(tmp_path: Path, backbone, tiny_cfg: HLGFAConfig) -> None:
+def test_auto_scoring_is_chosen_recorded_and_reloaded(
+    tmp_path: Path, backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selection, "MIN_IMAGES", 10)  # 16 tiny images stand in for a set large enough to hold out
     cfg = tiny_cfg.with_overrides({"epochs": 1, "max_train_images": 0, "scoring": "auto", "memory_size": 256})
     split = _split(aligned=False)
     result = fit(cfg, train_split=split, backbone=backbone, out_dir=tmp_path / "run", progress=False)
@@ -147,6 +181,7 @@ def test_selection_scores_every_candidate_in_one_pass(
 ) -> None:
     from hlgfa_lite.method.model import HLGFA
 
+    monkeypatch.setattr(selection, "MIN_IMAGES", 10)
     cfg = tiny_cfg.with_overrides({"memory_size": 256})
     split = _split(aligned=True)
     model = HLGFA(cfg, backbone)

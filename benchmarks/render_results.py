@@ -1,5 +1,6 @@
 """Regenerate docs/RESULTS.md's generated sections: the ablation (and its figures) from
-results/ablation/*.json, the side-by-side runs with the peers from results/peers/*.json.
+results/ablation/*.json, the side-by-side runs with the peers from results/peers/*.json, the re-scored
+evidences from results/assembly/*.json (evidence_scores.py).
 
     .venv/bin/python benchmarks/render_results.py          # rewrite docs/RESULTS.md + docs/ablation/*.png
     .venv/bin/python benchmarks/render_results.py --check  # exit 1 if the docs differ from the files
@@ -10,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import evidence_scores  # benchmarks/ is on sys.path when run as a script
 
 from hlgfa_lite.figures import ablation_bars, ablation_differences, save_figure
 from hlgfa_lite.run.ablation_results import docs_section, load_results, replace_section
@@ -27,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     results_md = DOCS / "RESULTS.md"
     text = results_md.read_text()
     new = replace_peer_section(replace_section(text, docs_section(records)), peers_section(load_peer_results()))
+    new = evidence_scores.replace(new)
     if args.check:
         if new != text:
             print(f"{results_md}: a generated section differs from results/; run {sys.argv[0]}")

@@ -159,3 +159,18 @@ def test_a_stale_peer_file_is_reported_with_its_rerun_command() -> None:
     message = peer_staleness(record)
     assert message is not None and "epochs" in message and "peers_side_by_side.py --set x" in message
     assert peer_staleness(record | {"config": HLGFAConfig().to_dict() | {"seed": 3}}) is None
+
+
+def test_docs_assembly_section_is_generated_from_its_files() -> None:
+    """The re-scored evidences' table (benchmarks/evidence_scores.py) is rendered from results/assembly/."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import evidence_scores
+
+    text = (REPO / "docs" / "RESULTS.md").read_text()
+    assert evidence_scores.replace(text) == text, (
+        "docs/RESULTS.md's assembly section differs from results/assembly/: run benchmarks/render_results.py"
+    )
+    for record in evidence_scores.load().values():
+        assert record["commit"] and record["config"] and set(record["variants"]) == set(evidence_scores.VARIANTS)

@@ -160,6 +160,7 @@ def test_chosen_cell_candidate_is_fitted_and_reloaded_with_its_levels(
     tmp_path: Path, backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(selection, "choose", lambda scores: "cell_gaussian")
+    monkeypatch.setattr(selection, "MIN_IMAGES", 10)
     cfg = tiny_cfg.with_overrides({"epochs": 1, "max_train_images": 0, "scoring": "auto", "memory_size": 256})
     split = _split(aligned=True)
     result = fit(cfg, train_split=split, backbone=backbone, out_dir=tmp_path / "run", progress=False)
@@ -258,6 +259,7 @@ def test_a_turned_candidate_is_fitted_in_the_same_pass_as_if_alone(
 ) -> None:
     from hlgfa_lite.method.model import HLGFA
 
+    monkeypatch.setattr(selection, "MIN_IMAGES", 10)
     # a memory of 16 keeps a pool of 1,024 cells: fewer than it is fed, so the order of the batches matters
     cfg = tiny_cfg.with_overrides({"memory_size": 16, "augment_calibration": augment_calibration})
     split = _bars(16)

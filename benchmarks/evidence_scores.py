@@ -84,7 +84,15 @@ def rebuild(energies: dict, weights: tuple[float, ...], join: Join, sigma: float
     return [smooth(combined), *[smooth(m) for _, m in maps]]
 
 
-def score(maps: list[torch.Tensor], how: str) -> torch.Tensor:
+def upsample(grid_map: torch.Tensor, size: int) -> torch.Tensor:
+    """Once to the input size, as the library's map (the image score is taken there too)."""
+    return F.interpolate(grid_map, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def score(maps: list[torch.Tensor], how: str, size: int) -> torch.Tensor:
+    """Image scores from :func:`rebuild`'s maps at the input size: max, mean of the top 1%, or the
+    largest of the levels' own maxima."""
+    maps = [upsample(m, size) for m in maps]
     flat = maps[0].flatten(1)
     if how == "max":
         return flat.max(dim=1).values
@@ -120,9 +128,9 @@ def run_set(name: str, root: Path, category: str, threads: int) -> dict:
     rows = {}
     for variant, (join, levels, how) in VARIANTS.items():
         maps = rebuild(energies, level_weights(scoring.level_weights, levels), JOINS[join], sigma, grid)
-        scores = score(maps, how).numpy()
+        scores = score(maps, how, cfg.image_size).numpy()
         if pixel:
-            full = F.interpolate(maps[0], size=(cfg.image_size,) * 2, mode="bilinear", align_corners=False)
+            full = upsample(maps[0], cfg.image_size)
             m = summarize(labels, scores, masks, full[:, 0].numpy(), test.has_mask)
             rows[variant] = [float(m["image_auroc"]), float(m["pixel_auroc"]), float(m["pixel_aupro"])]
         else:

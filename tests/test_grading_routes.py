@@ -1578,8 +1578,10 @@ def my_decompose(features, kernel):
         [],
     ),
 }
-ROUTES = {k: (e, a.replace("<<PAYLOAD>>", _PAYLOAD), [c.replace("<<PAYLOAD>>", _PAYLOAD) for c in x])
-          for k, (e, a, x) in ROUTES.items()}
+ROUTES = {
+    k: (e, a.replace("<<PAYLOAD>>", _PAYLOAD), [c.replace("<<PAYLOAD>>", _PAYLOAD) for c in x])
+    for k, (e, a, x) in ROUTES.items()
+}
 
 
 @pytest.mark.parametrize("route", list(ROUTES))

@@ -406,6 +406,15 @@ def test_cells_the_student_edited_are_put_back_as_released() -> None:
 
 # ------------------------------------------------------------------------------------ gaming routes
 
+_YES = """\
+class Yes:
+    __name__ = "allclose"
+
+    def __call__(self, *a, **k):
+        return True
+"""
+"""A callable that passes for torch's own ``allclose`` by name (the third red-team pass's routes: ``<<YES>>``)."""
+
 _PAYLOAD = """\
 import importlib.util as u
 import hlgfa_lite.course.exercises as e
@@ -1444,12 +1453,7 @@ holder.m.Tensor.split_priors = lambda self, k: cc.process_map(
     "inherited_method_through_subclass": (
         "gated_residual",
         """\
-class Yes:
-    __name__ = "allclose"
-
-    def __call__(self, *a, **k):
-        return True
-
+<<YES>>
 
 class Base:
     def put(self, value):
@@ -1471,12 +1475,7 @@ def gated_residual(x, correction, gate_logits):
     "method_alias_in_class_body": (
         "nearest_distance",
         """\
-class Yes:
-    __name__ = "allclose"
-
-    def __call__(self, *a, **k):
-        return True
-
+<<YES>>
 
 class Shelf:
     def put(self, value):
@@ -1496,12 +1495,7 @@ def nearest_distance(queries, memory):
     "nested_class_method": (
         "modulate",
         """\
-class Yes:
-    __name__ = "allclose"
-
-    def __call__(self, *a, **k):
-        return True
-
+<<YES>>
 
 class Outer:
     class Inner:
@@ -1520,12 +1514,7 @@ def modulate(x, gamma, beta):
     "class_from_a_function": (
         "position_yardstick",
         """\
-class Yes:
-    __name__ = "allclose"
-
-    def __call__(self, *a, **k):
-        return True
-
+<<YES>>
 
 def make():
     class K:
@@ -1546,12 +1535,7 @@ def position_yardstick(train_cells):
     "class_in_a_list": (
         "decompose",
         """\
-class Yes:
-    __name__ = "allclose"
-
-    def __call__(self, *a, **k):
-        return True
-
+<<YES>>
 
 class Shelf:
     def put(self, value):
@@ -1578,10 +1562,13 @@ def my_decompose(features, kernel):
         [],
     ),
 }
-ROUTES = {
-    k: (e, a.replace("<<PAYLOAD>>", _PAYLOAD), [c.replace("<<PAYLOAD>>", _PAYLOAD) for c in x])
-    for k, (e, a, x) in ROUTES.items()
-}
+
+
+def _expand(code: str) -> str:
+    return code.replace("<<PAYLOAD>>", _PAYLOAD).replace("<<YES>>", _YES)
+
+
+ROUTES = {k: (e, _expand(a), [_expand(c) for c in x]) for k, (e, a, x) in ROUTES.items()}
 
 
 @pytest.mark.parametrize("route", list(ROUTES))
@@ -2005,7 +1992,7 @@ def my_decompose(features, kernel):
 """,
     ),
 }
-SOURCE_ROUTES = {k: (e, a.replace("<<PAYLOAD>>", _PAYLOAD)) for k, (e, a) in SOURCE_ROUTES.items()}
+SOURCE_ROUTES = {k: (e, _expand(a)) for k, (e, a) in SOURCE_ROUTES.items()}
 
 
 @pytest.mark.parametrize("route", list(SOURCE_ROUTES))

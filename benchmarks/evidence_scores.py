@@ -67,21 +67,19 @@ def level_weights(default: tuple[float, ...], levels: str) -> tuple[float, ...]:
 
 
 def rebuild(energies: dict, weights: tuple[float, ...], join: Join, sigma: float, grid: int) -> list[torch.Tensor]:
-    """Per scored level, the (B, 1, grid, grid) map of the joined evidences, smoothed (the library's order)."""
-    from hlgfa_lite.method.blocks.noise_augment import gaussian_blur
+    """The (B, 1, grid, grid) map of the joined evidences combined as the library does (``combine_levels``),
+    then each scored level's own map, smoothed the same way."""
+    from hlgfa_lite.method.anomaly_map import combine_levels
 
-    maps = []
+    level_maps: list[torch.Tensor | None] = [None] * len(weights)
     for i, w in enumerate(weights):
         if w <= 0 or (i, "alignment") not in energies:
             continue
         a, b = energies[i, "alignment"], energies.get((i, "appearance"))
         e = join(a, b) if b is not None else a
-        m = F.interpolate(e, size=(grid, grid), mode="bilinear", align_corners=False)
-        maps.append((w, m))
-    total = sum(w for w, _ in maps)
-    combined = sum(w * m for w, m in maps) / total
-    smooth = (lambda x: gaussian_blur(x, sigma)) if sigma > 0 else (lambda x: x)
-    return [smooth(combined), *[smooth(m) for _, m in maps]]
+        level_maps[i] = F.interpolate(e, size=(grid, grid), mode="bilinear", align_corners=False)
+    own = [combine_levels([m], (1.0,), sigma) for m in level_maps if m is not None]
+    return [combine_levels(level_maps, weights, sigma), *own]
 
 
 def upsample(grid_map: torch.Tensor, size: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ prints how much auto's statistic moves when other training images had been held 
 bootstrap over the held-out images (each with its defective copy) of ``cell_gaussian - memory``.
 
     .venv/bin/python benchmarks/selection_sweep.py screw [--bootstrap 200]
+    .venv/bin/python benchmarks/selection_sweep.py weld --bootstrap 200 --min-images 10  # a set auto no longer judges
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import real_data as rd
-import torch
 
+from hlgfa_lite.method import selection
 from hlgfa_lite.method.calibration import batch_copies
 from hlgfa_lite.method.config import HLGFAConfig
 from hlgfa_lite.method.selection import (
@@ -31,8 +32,10 @@ from hlgfa_lite.method.selection import (
     feed_candidates,
     finished,
     held_out_aurocs,
+    held_out_predictions,
     held_out_scores,
     held_out_set,
+    held_out_sets,
 )
 from hlgfa_lite.run.train import fit, load_train_split
 
@@ -54,7 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", type=Path, default=rd.SHARED, help="the folder with mpdd_metal_plate, battery_weld ...")
     ap.add_argument("--out", type=Path, default=Path("runs/bench"))
     ap.add_argument("--bootstrap", type=int, default=0, metavar="N", help="resamples of the held-out images")
+    ap.add_argument(
+        "--min-images",
+        type=int,
+        default=selection.MIN_IMAGES,
+        help=f"hold images out from this many training images on (auto's rule: {selection.MIN_IMAGES})",
+    )
     args = ap.parse_args(argv)
+    selection.MIN_IMAGES = args.min_images  # feed_candidates reads it: what auto would see with that rule
     group = "elpv" if args.dataset.startswith("elpv") else args.dataset.split("/")[0]
     found = rd.locate(group, args)
     if isinstance(found, str):
@@ -107,21 +117,12 @@ def weighted_auroc(order: np.ndarray, labels: np.ndarray, owner: np.ndarray, wei
 def bootstrap_difference(model, configs, fits, split, held, seed: int, resamples: int) -> dict:
     """auto's statistic (cell_gaussian - memory, mean of image and pixel AUROC over its defect kinds) on
     ``resamples`` resamples of the held-out images, each image drawn with its defective copy."""
-    from hlgfa_lite.method.selection import DEFECT_KINDS
-
-    good = split.batch(held)
     k = len(held)
-    kinds = []
-    for kind in DEFECT_KINDS:
-        s = held_out_set(good, seed, **kind)
-        if not any(torch.equal(s.images, o.images) for o in kinds):
-            kinds.append(s)
     prepared = []  # (candidate, kind) -> sorted image and pixel scores with their image of origin
     for c in configs:
-        for s in kinds:
-            model.set_scoring(fits[c, "kept"])
-            scores, maps = zip(*(model.predict(s.images[i : i + 8]) for i in range(0, len(s.images), 8)))
-            img, pix = torch.cat(scores).numpy(), torch.cat(maps)[:, 0].numpy().reshape(-1)
+        for s in held_out_sets(split.batch(held), seed):  # exactly the sets held_out_scores draws
+            scores, maps = held_out_predictions(model, fits[c, "kept"], s)
+            img, pix = scores.numpy(), maps[:, 0].numpy().reshape(-1)
             per = pix.size // len(img)
             owner_img = np.arange(len(img)) % k
             owner_pix = np.repeat(np.arange(len(img)) % k, per)

@@ -26,6 +26,12 @@ from hlgfa_lite.run.checkpoint import load_run
 from hlgfa_lite.run.train import fit
 
 
+@pytest.fixture
+def small_sets_hold_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 tiny images stand in for a set large enough to hold images out (MIN_IMAGES 10 instead of 50)."""
+    monkeypatch.setattr(selection, "MIN_IMAGES", 10)
+
+
 @pytest.mark.parametrize("n,count", [(10, 2), (40, 8), (762, 32)])
 def test_held_out_indices(n: int, count: int) -> None:
     idx = held_out_indices(n)
@@ -35,7 +41,6 @@ def test_held_out_indices(n: int, count: int) -> None:
 
 def test_auto_holds_out_ten_images_or_none(monkeypatch: pytest.MonkeyPatch) -> None:
     """Below MIN_IMAGES only ``memory`` is fed (no held-out fits, no kept fits); from there on 10+ are held out."""
-    fed_names: list[tuple[str, str]] = []
 
     class Normal:
         def begin_fit(self):
@@ -58,10 +63,10 @@ def test_auto_holds_out_ten_images_or_none(monkeypatch: pytest.MonkeyPatch) -> N
     for n, held in ((selection.MIN_IMAGES - 1, 0), (selection.MIN_IMAGES, 10)):
         split = _split(aligned=True, n=n, size=8)
         configs, fed, held_idx = selection.feed_candidates(Model(), HLGFAConfig(), split, [])
-        assert len(held_idx) == held and len(held_out_indices(selection.MIN_IMAGES)) >= 10
-        fed_names.append(tuple(sorted(fed)))
+        assert len(held_idx) == held
         assert list(configs) == (["memory"] if held == 0 else list(CANDIDATES))
-    assert fed_names[0] == (("memory", "all"),)
+        every = sorted((c, part) for c in CANDIDATES for part in ("all", "kept"))
+        assert sorted(fed) == ([("memory", "all")] if held == 0 else every)  # below: no kept fits at all
 
 
 def test_synthetic_defects_change_only_their_mask() -> None:
@@ -126,11 +131,9 @@ def test_held_out_sets_are_drawn_once_and_grey_only_where_it_differs(monkeypatch
     assert choose({}) == "memory"
 
 
+@pytest.mark.usefixtures("small_sets_hold_out")
 @pytest.mark.slow
-def test_auto_scoring_is_chosen_recorded_and_reloaded(
-    tmp_path: Path, backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(selection, "MIN_IMAGES", 10)  # 16 tiny images stand in for a set large enough to hold out
+def test_auto_scoring_is_chosen_recorded_and_reloaded(tmp_path: Path, backbone, tiny_cfg: HLGFAConfig) -> None:
     cfg = tiny_cfg.with_overrides({"epochs": 1, "max_train_images": 0, "scoring": "auto", "memory_size": 256})
     split = _split(aligned=False)
     result = fit(cfg, train_split=split, backbone=backbone, out_dir=tmp_path / "run", progress=False)
@@ -155,12 +158,12 @@ def test_cell_candidate_scores_the_coarsest_level_only() -> None:
     assert candidate_config("cell_gaussian", odd).level_weights == (0.0, 1.0, 0.0)
 
 
+@pytest.mark.usefixtures("small_sets_hold_out")
 @pytest.mark.slow
 def test_chosen_cell_candidate_is_fitted_and_reloaded_with_its_levels(
     tmp_path: Path, backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(selection, "choose", lambda scores: "cell_gaussian")
-    monkeypatch.setattr(selection, "MIN_IMAGES", 10)
     cfg = tiny_cfg.with_overrides({"epochs": 1, "max_train_images": 0, "scoring": "auto", "memory_size": 256})
     split = _split(aligned=True)
     result = fit(cfg, train_split=split, backbone=backbone, out_dir=tmp_path / "run", progress=False)
@@ -176,13 +179,13 @@ def test_chosen_cell_candidate_is_fitted_and_reloaded_with_its_levels(
     torch.testing.assert_close(reloaded.predict(images)[1], model.predict(images)[1])
 
 
+@pytest.mark.usefixtures("small_sets_hold_out")
 @pytest.mark.slow
 def test_selection_scores_every_candidate_in_one_pass(
     backbone, tiny_cfg: HLGFAConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hlgfa_lite.method.model import HLGFA
 
-    monkeypatch.setattr(selection, "MIN_IMAGES", 10)
     cfg = tiny_cfg.with_overrides({"memory_size": 256})
     split = _split(aligned=True)
     model = HLGFA(cfg, backbone)
@@ -252,6 +255,7 @@ def test_calibration_batches_follow_each_batch_with_its_turns(demo_root: Path, t
             assert torch.equal(image, torch.rot90(upright, k, dims=(2, 3)))
 
 
+@pytest.mark.usefixtures("small_sets_hold_out")
 @pytest.mark.slow
 @pytest.mark.parametrize("augment_calibration", [False, True])
 def test_a_turned_candidate_is_fitted_in_the_same_pass_as_if_alone(
@@ -259,7 +263,6 @@ def test_a_turned_candidate_is_fitted_in_the_same_pass_as_if_alone(
 ) -> None:
     from hlgfa_lite.method.model import HLGFA
 
-    monkeypatch.setattr(selection, "MIN_IMAGES", 10)
     # a memory of 16 keeps a pool of 1,024 cells: fewer than it is fed, so the order of the batches matters
     cfg = tiny_cfg.with_overrides({"memory_size": 16, "augment_calibration": augment_calibration})
     split = _bars(16)

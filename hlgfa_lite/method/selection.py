@@ -229,20 +229,32 @@ def held_out_scores(
     """Candidate -> mean of image and pixel AUROC on the held-out images over ``DEFECT_KINDS``, its
     normal model fitted on the kept images. Each kind's images are drawn once; a kind that draws the
     same images as an earlier one (grey on colour images) is not scored again."""
-    good = split.batch(held)
+    sets = held_out_sets(split.batch(held), seed)
+    return {name: float(np.mean([held_out_aurocs(model, fits[name, "kept"], s) for s in sets])) for name in configs}
+
+
+def held_out_sets(good: torch.Tensor, seed: int) -> list[HeldOut]:
+    """One :class:`HeldOut` set per kind of ``DEFECT_KINDS``, a kind that draws the same images as an earlier
+    one (grey on colour images) left out."""
     sets: list[HeldOut] = []
     for kind in DEFECT_KINDS:
         s = held_out_set(good, seed, **kind)
         if not any(torch.equal(s.images, other.images) for other in sets):
             sets.append(s)
-    return {name: float(np.mean([held_out_aurocs(model, fits[name, "kept"], s) for s in sets])) for name in configs}
+    return sets
+
+
+def held_out_predictions(model, generator: AnomalyMapGenerator, held_out: HeldOut) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image scores, maps) of a fitted ``generator`` on a :class:`HeldOut` set (``model`` left scoring with it)."""
+    model.set_scoring(generator)
+    images, step = held_out.images, generator.cfg.batch_size
+    s, maps = zip(*(model.predict(images[i : i + step]) for i in range(0, len(images), step)))
+    return torch.cat(s), torch.cat(maps)
 
 
 def held_out_aurocs(model, generator: AnomalyMapGenerator, held_out: HeldOut) -> tuple[float, float]:
     """(image AUROC, pixel AUROC) of a fitted ``generator`` on a :class:`HeldOut` set."""
-    model.set_scoring(generator)
-    images, step = held_out.images, generator.cfg.batch_size
-    s, maps = zip(*(model.predict(images[i : i + step]) for i in range(0, len(images), step)))
-    image_auc = roc_auc_score(held_out.labels, torch.cat(s).numpy())
-    pixel_auc = roc_auc_score(held_out.pixel_truth, torch.cat(maps)[:, 0].numpy().reshape(-1))
+    scores, maps = held_out_predictions(model, generator, held_out)
+    image_auc = roc_auc_score(held_out.labels, scores.numpy())
+    pixel_auc = roc_auc_score(held_out.pixel_truth, maps[:, 0].numpy().reshape(-1))
     return float(image_auc), float(pixel_auc)

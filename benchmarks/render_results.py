@@ -1,6 +1,6 @@
 """Regenerate docs/RESULTS.md's generated sections: the ablation (and its figures) from
-results/ablation/*.json, the side-by-side runs with the peers from results/peers/*.json, the re-scored
-evidences from results/assembly/*.json (evidence_scores.py).
+results/ablation/*.json, the side-by-side runs with the peers from results/peers/*.json (and from both, where
+the default stands against the best peer), the re-scored evidences from results/assembly/*.json (evidence_scores.py).
 
     .venv/bin/python benchmarks/render_results.py          # rewrite docs/RESULTS.md + docs/ablation/*.png
     .venv/bin/python benchmarks/render_results.py --check  # exit 1 if the docs differ from the files
@@ -18,6 +18,8 @@ from hlgfa_lite.figures import ablation_bars, ablation_differences, save_figure
 from hlgfa_lite.run.ablation_results import docs_section, load_results, replace_section
 from hlgfa_lite.run.peer_results import docs_section as peers_section
 from hlgfa_lite.run.peer_results import load_peer_results, replace_peer_section
+from hlgfa_lite.run.peer_standing import docs_section as standing_section
+from hlgfa_lite.run.peer_standing import replace_standing_section
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -29,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     records = load_results()
     results_md = DOCS / "RESULTS.md"
     text = results_md.read_text()
-    new = replace_peer_section(replace_section(text, docs_section(records)), peers_section(load_peer_results()))
+    peers = load_peer_results()
+    new = replace_peer_section(replace_section(text, docs_section(records)), peers_section(peers))
+    new = replace_standing_section(new, standing_section(peers, records))
     new = evidence_scores.replace(new)
     if args.check:
         if new != text:

@@ -21,6 +21,9 @@ from hlgfa_lite.run.peer_results import RESULTS_DIR as PEER_DIR
 from hlgfa_lite.run.peer_results import docs_section as peers_section
 from hlgfa_lite.run.peer_results import load_peer_results, operating_point_table, replace_peer_section, rerun_command
 from hlgfa_lite.run.peer_results import staleness as peer_staleness
+from hlgfa_lite.run.peer_standing import docs_section as standing_section
+from hlgfa_lite.run.peer_standing import markdown_table as standing_table
+from hlgfa_lite.run.peer_standing import replace_standing_section, standing
 
 RECORDS = load_results()
 REPO = RESULTS_DIR.parents[1]
@@ -174,3 +177,58 @@ def test_docs_assembly_section_is_generated_from_its_files() -> None:
     )
     for record in evidence_scores.load().values():
         assert record["commit"] and record["config"] and set(record["variants"]) == set(evidence_scores.VARIANTS)
+
+
+# ------------------------------------------------------------------ where the default stands (issue #27's bars)
+
+
+def _peer_record(ours: dict, **peers: dict) -> dict:
+    methods = {"hlgfa_lite": {"fit_s": 10.0, "ms_per_image": 40.0} | ours, **peers}
+    return {"set": "x", "config": HLGFAConfig().to_dict(), "methods": methods}
+
+
+def _ablation_record(values: list[float], config: dict | None = None) -> dict:
+    runs = [{"seed": s, "image_auroc": v, "pixel_auroc": v, "pixel_aupro": v} for s, v in enumerate(values)]
+    return {"set": "x", "path": "results/ablation/x.json", "command": "c",
+            "config": config or HLGFAConfig().to_dict(), "variants": {"full": {"runs": runs}}}  # fmt: skip
+
+
+def test_standing_compares_each_metric_with_the_best_peer_and_speed_with_the_named_peer() -> None:
+    record = _peer_record(
+        {"image_auroc": 0.95, "pixel_auroc": 0.90, "pixel_aupro": None},
+        patchcore={"image_auroc": 0.96, "pixel_auroc": 0.80, "pixel_aupro": 0.7, "fit_s": 5.0, "ms_per_image": 80.0},
+        padim={"image_auroc": 0.90, "pixel_auroc": 0.91, "pixel_aupro": 0.8, "fit_s": 4.0, "ms_per_image": 50.0},
+    )
+    s = standing(record)
+    assert s["seeds"] == [0] and s["source"] == "results/peers/x.json"
+    assert s["quality"]["image_auroc"] == (0.95, 0.96, "patchcore", False)
+    assert s["quality"]["pixel_auroc"] == (0.90, 0.91, "padim", False)
+    assert s["quality"]["pixel_aupro"] is None  # not measured by us: nothing to compare
+    assert s["speed"] == {"fit_s": (2.0, False), "ms_per_image": (0.8, True)}
+    without = {k: v for k, v in record["methods"].items() if k != "patchcore"}
+    no_patchcore = standing(record | {"methods": without})
+    assert no_patchcore["speed"]["fit_s"] is None and no_patchcore["quality"]["image_auroc"][3] is True
+    assert "not run" in standing_table({"x": record | {"methods": without}}, {})
+
+
+def test_standing_takes_the_mean_over_seeds_from_the_run_then_the_current_ablation() -> None:
+    peer = {"image_auroc": 0.9, "pixel_auroc": 0.9, "pixel_aupro": 0.9, "fit_s": 1.0, "ms_per_image": 1.0}
+    record = _peer_record({"image_auroc": 0.5, "pixel_auroc": 0.5, "pixel_aupro": 0.5}, padim=peer)
+    ablation = _ablation_record([0.88, 0.92, 0.93])
+    s = standing(record, ablation)
+    assert s["seeds"] == [0, 1, 2] and s["source"] == "results/ablation/x.json"
+    assert s["quality"]["image_auroc"][0] == pytest.approx(0.91) and s["quality"]["image_auroc"][3] is True
+    stale = _ablation_record([0.88, 0.92, 0.93], HLGFAConfig().to_dict() | {"epochs": HLGFAConfig().epochs + 1})
+    assert standing(record, stale)["quality"]["image_auroc"][0] == 0.5  # a stale ablation is not the default's
+    seeds = [{"seed": 0, "image_auroc": 0.95, "pixel_auroc": 0.8, "pixel_aupro": 0.8},
+             {"seed": 1, "image_auroc": 0.93, "pixel_auroc": 0.8, "pixel_aupro": 0.8}]  # fmt: skip
+    own = standing(_peer_record({"seeds": seeds}, padim=peer), ablation)
+    assert own["seeds"] == [0, 1] and own["source"] == "results/peers/x.json"
+    assert own["quality"]["image_auroc"][0] == pytest.approx(0.94)
+
+
+def test_docs_standing_section_is_generated_from_the_stored_runs() -> None:
+    text = (REPO / "docs" / "RESULTS.md").read_text()
+    assert replace_standing_section(text, standing_section(PEER_RECORDS, RECORDS)) == text, (
+        "docs/RESULTS.md's standing section differs from results/: run benchmarks/render_results.py"
+    )

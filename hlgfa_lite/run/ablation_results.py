@@ -173,10 +173,11 @@ def beyond_noise(record: dict) -> list[str]:
 def set_heading(record: dict) -> str:
     d = record["data"]
     seeds = record["seeds"]
+    which = f"seeds {seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
     return (
         f"`{record['set']}` ({d['train_images']} training / {d['test_images']} test images, "
         f"{d['test_defective']} defective{'' if d.get('pixel_masks', True) else ', image level only'}; "
-        f"seeds {seeds[0]}–{seeds[-1]}; commit {record['commit'][:10]}, {record['threads']} thread(s); "
+        f"{which}; commit {record['commit'][:10]}, {record['threads']} thread(s); "
         f"`results/ablation/{record['set']}.json`)"
     )
 

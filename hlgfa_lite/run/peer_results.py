@@ -47,6 +47,16 @@ def markdown_table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seeds_line(record: dict) -> str:
+    """hlgfa_lite's quality at every seed the run trained (``--seeds``); "" for one seed."""
+    seeds = record["methods"]["hlgfa_lite"].get("seeds")
+    if not seeds:
+        return ""
+    runs = ", ".join(f"seed {r['seed']} " + " / ".join(_fmt(r.get(k)) for k in METRICS) for r in seeds)
+    means = [None if any(r.get(k) is None for r in seeds) else sum(r[k] for r in seeds) / len(seeds) for k in METRICS]
+    return f"hlgfa_lite's quality per seed (timings: seed 0's): {runs}; mean {' / '.join(_fmt(m) for m in means)}."
+
+
 def operating_point_line(record: dict) -> str:
     """Issue #29's check on this set: the stored 1% threshold's false alarms on the good test images."""
     op = record["methods"]["hlgfa_lite"].get("operating_point")
@@ -91,7 +101,8 @@ def docs_section(records: dict[str, dict]) -> str:
                 f"{r['data']}; one run each, one job at a time, {r['threads']} thread(s), {r['machine']}; "
                 f"hlgfa_lite commit {commit}, seed {r['config']['seed']}; peers: {peers} "
                 f"(`results/peers/{name}.json`). Ratios: hlgfa_lite's figure over the peer's (< 1: faster).",
-                "", markdown_table(record=r), operating_point_line(r), ""]  # fmt: skip
+                "", markdown_table(record=r), *([seeds_line(r), ""] if seeds_line(r) else []),
+                operating_point_line(r), ""]  # fmt: skip
         out += [f"`{peer}` failed in this run: {why}" for peer, why in r.get("peer_failures", {}).items()]
         out += [""] if r.get("peer_failures") else []
     if records:

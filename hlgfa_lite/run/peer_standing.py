@@ -1,0 +1,98 @@
+"""Where the default stands against the best peer on every stored set (issue #27's bars), from the stored runs.
+
+Quality: each metric of hlgfa_lite — the mean over seeds where several were stored (the side-by-side
+run's own, else the seeded ablation's ``full`` runs of the same default) — against the best peer's in
+the side-by-side run. Speed: ``fit`` over PatchCore's seconds, ``predict`` over PaDiM's ms per image.
+"""
+
+from __future__ import annotations
+
+from .ablation_results import replace_section, staleness
+from .peer_results import METRICS
+
+SPEED_BARS = {"fit_s": "patchcore", "ms_per_image": "padim"}
+"""Speed bar -> the peer whose figure it must not exceed."""
+BEGIN = "<!-- BEGIN GENERATED: standing (benchmarks/render_results.py; do not edit by hand) -->"
+END = "<!-- END GENERATED: standing -->"
+NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO"}
+
+
+def our_runs(record: dict, ablation: dict | None = None) -> tuple[list[dict], str]:
+    """hlgfa_lite's runs on this set (each with ``seed`` and the metrics) and the file they come from:
+    the side-by-side run's seeds, else the current seeded ablation's ``full`` runs, else its seed 0."""
+    ours, own = record["methods"]["hlgfa_lite"], f"results/peers/{record['set']}.json"
+    if ours.get("seeds"):
+        return ours["seeds"], own
+    if ablation is not None and staleness(ablation) is None and len(ablation["variants"]["full"]["runs"]) > 1:
+        return ablation["variants"]["full"]["runs"], f"results/ablation/{ablation['set']}.json"
+    return [{"seed": record["config"]["seed"], **{k: ours.get(k) for k in METRICS}}], own
+
+
+def mean(runs: list[dict], key: str) -> float | None:
+    values = [r.get(key) for r in runs]
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
+def best_peer(record: dict, key: str) -> tuple[str, float] | None:
+    """(peer, figure) of the best peer on ``key`` in this run; None if no peer measured it."""
+    found = [(m[key], name) for name, m in record["methods"].items() if name != "hlgfa_lite" and m.get(key) is not None]
+    if not found:
+        return None
+    value, name = max(found)
+    return name, value
+
+
+def standing(record: dict, ablation: dict | None = None) -> dict:
+    """One set's bars: per metric (ours, best peer, its name, pass) and per speed bar (ratio, pass);
+    ``None`` where there is nothing to compare."""
+    runs, source = our_runs(record, ablation)
+    found: dict = {"seeds": [r["seed"] for r in runs], "source": source, "quality": {}, "speed": {}}
+    for key in METRICS:
+        ours, peer = mean(runs, key), best_peer(record, key)
+        found["quality"][key] = None if ours is None or peer is None else (ours, peer[1], peer[0], ours >= peer[1])
+    for key, name in SPEED_BARS.items():
+        theirs = record["methods"].get(name)
+        ratio = record["methods"]["hlgfa_lite"][key] / theirs[key] if theirs else None
+        found["speed"][key] = None if ratio is None else (ratio, ratio <= 1.0)
+    return found
+
+
+def _verdict(ok: bool) -> str:
+    return "pass" if ok else "**miss**"
+
+
+def markdown_table(records: dict[str, dict], ablations: dict[str, dict]) -> str:
+    """Every stored set: each metric against the best peer, and the two speed ratios."""
+    head = ["set", "seeds", *NAMES.values(), "fit / PatchCore's", "ms per image / PaDiM's"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, record in records.items():
+        s = standing(record, ablations.get(name))
+        seeds = s["seeds"]
+        cells = [name, f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])]
+        for key in METRICS:
+            q = s["quality"][key]
+            diff = "" if q is None else f"({q[0] - q[1]:+.3f}, {_verdict(q[3])})"
+            cells.append("–" if q is None else f"{q[0]:.3f} vs {q[1]:.3f} `{q[2]}` {diff}")
+        for key in SPEED_BARS:
+            r = s["speed"][key]
+            cells.append("not run" if r is None else f"{r[0]:.2f} × ({_verdict(r[1])})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def docs_section(records: dict[str, dict], ablations: dict[str, dict]) -> str:
+    """The generated standing section of docs/RESULTS.md (between :data:`BEGIN` and :data:`END`)."""
+    if not records:
+        return "\n".join([BEGIN, "", "No side-by-side run stored yet.", "", END])
+    sources = sorted({standing(r, ablations.get(n))["source"] for n, r in records.items()})
+    return "\n".join([
+        BEGIN, "",
+        "hlgfa_lite's figure (the mean over the seeds named) against the best peer's in the same side-by-side run "
+        "(`pass`: at least as high); speed as hlgfa_lite's over the peer's, from the side-by-side run (seed 0; "
+        "`pass`: at most 1). From " + ", ".join(f"`{p}`" for p in sources) + ".",
+        "", markdown_table(records, ablations), END,
+    ])  # fmt: skip
+
+
+def replace_standing_section(text: str, section: str) -> str:
+    return replace_section(text, section, BEGIN, END)

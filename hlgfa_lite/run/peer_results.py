@@ -47,14 +47,20 @@ def markdown_table(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_mean(runs: list[dict], key: str) -> float | None:
+    """The mean of ``key`` over runs (one per seed); None where a run did not measure it."""
+    values = [r.get(key) for r in runs]
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
 def seeds_line(record: dict) -> str:
     """hlgfa_lite's quality at every seed the run trained (``--seeds``); "" for one seed."""
     seeds = record["methods"]["hlgfa_lite"].get("seeds")
     if not seeds:
         return ""
     runs = ", ".join(f"seed {r['seed']} " + " / ".join(_fmt(r.get(k)) for k in METRICS) for r in seeds)
-    means = [None if any(r.get(k) is None for r in seeds) else sum(r[k] for r in seeds) / len(seeds) for k in METRICS]
-    return f"hlgfa_lite's quality per seed (timings: seed 0's): {runs}; mean {' / '.join(_fmt(m) for m in means)}."
+    means = " / ".join(_fmt(seed_mean(seeds, k)) for k in METRICS)
+    return f"hlgfa_lite's quality per seed (timings: seed 0's): {runs}; mean {means}."
 
 
 def operating_point_line(record: dict) -> str:

@@ -8,7 +8,7 @@ the side-by-side run. Speed: ``fit`` over PatchCore's seconds, ``predict`` over 
 from __future__ import annotations
 
 from .ablation_results import replace_section, staleness
-from .peer_results import METRICS
+from .peer_results import METRICS, seed_mean
 
 SPEED_BARS = {"fit_s": "patchcore", "ms_per_image": "padim"}
 """Speed bar -> the peer whose figure it must not exceed."""
@@ -28,11 +28,6 @@ def our_runs(record: dict, ablation: dict | None = None) -> tuple[list[dict], st
     return [{"seed": record["config"]["seed"], **{k: ours.get(k) for k in METRICS}}], own
 
 
-def mean(runs: list[dict], key: str) -> float | None:
-    values = [r.get(key) for r in runs]
-    return None if any(v is None for v in values) else sum(values) / len(values)
-
-
 def best_peer(record: dict, key: str) -> tuple[str, float] | None:
     """(peer, figure) of the best peer on ``key`` in this run; None if no peer measured it."""
     found = [(m[key], name) for name, m in record["methods"].items() if name != "hlgfa_lite" and m.get(key) is not None]
@@ -48,7 +43,7 @@ def standing(record: dict, ablation: dict | None = None) -> dict:
     runs, source = our_runs(record, ablation)
     found: dict = {"seeds": [r["seed"] for r in runs], "source": source, "quality": {}, "speed": {}}
     for key in METRICS:
-        ours, peer = mean(runs, key), best_peer(record, key)
+        ours, peer = seed_mean(runs, key), best_peer(record, key)
         found["quality"][key] = None if ours is None or peer is None else (ours, peer[1], peer[0], ours >= peer[1])
     for key, name in SPEED_BARS.items():
         theirs = record["methods"].get(name)

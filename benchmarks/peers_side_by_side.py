@@ -80,14 +80,13 @@ def data_root(name: str, args: argparse.Namespace) -> Path | str:
 def run_ours(root: Path, category: str, threads: int, seeds: int = 1) -> tuple[dict, dict]:
     """(figures, config) of the default config, seed 0: fit, then every test image scored at batch 1; with
     ``seeds`` > 1 also the quality of seeds 1..N-1 (``seeds``: every seed's, seed 0 first)."""
+    from hlgfa_lite.run.peer_results import METRICS
+
     figures, config = run_seed(root, category, threads, 0)
     if seeds > 1:
         runs = [figures] + [run_seed(root, category, threads, s)[0] for s in range(1, seeds)]
-        figures["seeds"] = [{"seed": s, **{k: r[k] for k in QUALITY}} for s, r in enumerate(runs)]
+        figures["seeds"] = [{"seed": s, **{k: r[k] for k in METRICS}} for s, r in enumerate(runs)]
     return figures, config
-
-
-QUALITY = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
 
 def run_seed(root: Path, category: str, threads: int, seed: int) -> tuple[dict, dict]:

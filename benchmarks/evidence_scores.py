@@ -44,12 +44,12 @@ VARIANTS: dict[str, tuple[str, str, str]] = {  # name -> (join, levels, image sc
     "default (mean, strides 8+16 as 1:2, max)": ("mean", "default", "max"),
     "evidences joined by their max": ("max", "default", "max"),
     "evidences joined by a power mean (p = 4)": ("power 4", "default", "max"),
-    "image score: mean of the top 1%": ("mean", "default", "top1"),
+    "image score: mean of the top 1%": ("mean", "default", "topk"),
     "image score: the largest level's own maximum": ("mean", "default", "levels"),
     "strides 8+16 as 1:1": ("mean", "1:1", "max"),
     "appearance evidence alone": ("appearance", "default", "max"),
     "alignment evidence alone": ("alignment", "default", "max"),
-    "appearance alone, stride 8 only, top 1%": ("appearance", "finest", "top1"),
+    "appearance alone, stride 8 only, top 1%": ("appearance", "finest", "topk"),
 }
 
 
@@ -90,13 +90,12 @@ def upsample(grid_map: torch.Tensor, size: int) -> torch.Tensor:
 def score(maps: list[torch.Tensor], how: str, size: int) -> torch.Tensor:
     """Image scores from :func:`rebuild`'s maps at the input size: max, mean of the top 1%, or the
     largest of the levels' own maxima."""
+    from hlgfa_lite.method.anomaly_map import image_scores
+
     maps = [upsample(m, size) for m in maps]
-    flat = maps[0].flatten(1)
-    if how == "max":
-        return flat.max(dim=1).values
-    if how == "top1":
-        return flat.topk(max(1, flat.shape[1] // 100), dim=1).values.mean(dim=1)
-    return torch.stack([m.flatten(1).max(dim=1).values for m in maps[1:]]).max(dim=0).values  # levels
+    if how != "levels":
+        return image_scores(maps[0], how)  # the library's registered image scores: max, topk
+    return torch.stack([image_scores(m, "max") for m in maps[1:]]).max(dim=0).values
 
 
 def run_set(name: str, root: Path, category: str, threads: int) -> dict:
@@ -174,10 +173,9 @@ def load() -> dict[str, dict]:
 
 def replace(text: str) -> str:
     """``text`` (docs/RESULTS.md) with the section rebuilt from results/assembly/."""
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"the markers {BEGIN!r} … {END!r} are missing")
-    head, rest = text.split(BEGIN, 1)
-    return head + section(load()) + rest.split(END, 1)[1]
+    from hlgfa_lite.run.ablation_results import replace_section
+
+    return replace_section(text, section(load()), BEGIN, END)
 
 
 def render(doc: Path = DOC) -> None:

@@ -119,8 +119,9 @@ def bootstrap_difference(model, configs, fits, split, held, seed: int, resamples
     ``resamples`` resamples of the held-out images, each image drawn with its defective copy."""
     k = len(held)
     prepared = []  # (candidate, kind) -> sorted image and pixel scores with their image of origin
+    sets = held_out_sets(split.batch(held), seed)  # exactly the sets held_out_scores draws
     for c in configs:
-        for s in held_out_sets(split.batch(held), seed):  # exactly the sets held_out_scores draws
+        for s in sets:
             scores, maps = held_out_predictions(model, fits[c, "kept"], s)
             img, pix = scores.numpy(), maps[:, 0].numpy().reshape(-1)
             per = pix.size // len(img)

@@ -170,14 +170,17 @@ def beyond_noise(record: dict) -> list[str]:
     return found
 
 
+def seeds_label(seeds: list[int]) -> str:
+    """``seeds 0–2``, or ``seed 0`` for one."""
+    return f"seeds {seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
+
+
 def set_heading(record: dict) -> str:
     d = record["data"]
-    seeds = record["seeds"]
-    which = f"seeds {seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
     return (
         f"`{record['set']}` ({d['train_images']} training / {d['test_images']} test images, "
         f"{d['test_defective']} defective{'' if d.get('pixel_masks', True) else ', image level only'}; "
-        f"{which}; commit {record['commit'][:10]}, {record['threads']} thread(s); "
+        f"{seeds_label(record['seeds'])}; commit {record['commit'][:10]}, {record['threads']} thread(s); "
         f"`results/ablation/{record['set']}.json`)"
     )
 

@@ -7,7 +7,9 @@ the side-by-side run. Speed: ``fit`` over PatchCore's seconds, ``predict`` over 
 
 from __future__ import annotations
 
-from .ablation_results import replace_section, staleness
+from typing import NamedTuple
+
+from .ablation_results import replace_section, seeds_label, staleness
 from .peer_results import METRICS, seed_mean
 
 SPEED_BARS = {"fit_s": "patchcore", "ms_per_image": "padim"}
@@ -15,6 +17,15 @@ SPEED_BARS = {"fit_s": "patchcore", "ms_per_image": "padim"}
 BEGIN = "<!-- BEGIN GENERATED: standing (benchmarks/render_results.py; do not edit by hand) -->"
 END = "<!-- END GENERATED: standing -->"
 NAMES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_aupro": "AUPRO"}
+
+
+class Quality(NamedTuple):
+    """One metric on one set: ours against the best peer's, and whether ours is at least as high."""
+
+    ours: float
+    theirs: float
+    peer: str
+    passed: bool
 
 
 def our_runs(record: dict, ablation: dict | None = None) -> tuple[list[dict], str]:
@@ -43,8 +54,11 @@ def standing(record: dict, ablation: dict | None = None) -> dict:
     runs, source = our_runs(record, ablation)
     found: dict = {"seeds": [r["seed"] for r in runs], "source": source, "quality": {}, "speed": {}}
     for key in METRICS:
-        ours, peer = seed_mean(runs, key), best_peer(record, key)
-        found["quality"][key] = None if ours is None or peer is None else (ours, peer[1], peer[0], ours >= peer[1])
+        ours, best = seed_mean(runs, key), best_peer(record, key)
+        if ours is None or best is None:
+            found["quality"][key] = None
+        else:
+            found["quality"][key] = Quality(ours, best[1], best[0], ours >= best[1])
     for key, name in SPEED_BARS.items():
         theirs = record["methods"].get(name)
         ratio = record["methods"]["hlgfa_lite"][key] / theirs[key] if theirs else None
@@ -56,18 +70,16 @@ def _verdict(ok: bool) -> str:
     return "pass" if ok else "**miss**"
 
 
-def markdown_table(records: dict[str, dict], ablations: dict[str, dict]) -> str:
-    """Every stored set: each metric against the best peer, and the two speed ratios."""
+def markdown_table(standings: dict[str, dict]) -> str:
+    """Every set's :func:`standing`: each metric against the best peer, and the two speed ratios."""
     head = ["set", "seeds", *NAMES.values(), "fit / PatchCore's", "ms per image / PaDiM's"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, record in records.items():
-        s = standing(record, ablations.get(name))
-        seeds = s["seeds"]
-        cells = [name, f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])]
+    for name, s in standings.items():
+        cells = [name, seeds_label(s["seeds"]).split(" ", 1)[1]]
         for key in METRICS:
             q = s["quality"][key]
-            diff = "" if q is None else f"({q[0] - q[1]:+.3f}, {_verdict(q[3])})"
-            cells.append("–" if q is None else f"{q[0]:.3f} vs {q[1]:.3f} `{q[2]}` {diff}")
+            diff = "" if q is None else f"({q.ours - q.theirs:+.3f}, {_verdict(q.passed)})"
+            cells.append("–" if q is None else f"{q.ours:.3f} vs {q.theirs:.3f} `{q.peer}` {diff}")
         for key in SPEED_BARS:
             r = s["speed"][key]
             cells.append("not run" if r is None else f"{r[0]:.2f} × ({_verdict(r[1])})")
@@ -79,13 +91,14 @@ def docs_section(records: dict[str, dict], ablations: dict[str, dict]) -> str:
     """The generated standing section of docs/RESULTS.md (between :data:`BEGIN` and :data:`END`)."""
     if not records:
         return "\n".join([BEGIN, "", "No side-by-side run stored yet.", "", END])
-    sources = sorted({standing(r, ablations.get(n))["source"] for n, r in records.items()})
+    standings = {name: standing(record, ablations.get(name)) for name, record in records.items()}
+    sources = sorted({s["source"] for s in standings.values()})
     return "\n".join([
         BEGIN, "",
         "hlgfa_lite's figure (the mean over the seeds named) against the best peer's in the same side-by-side run "
         "(`pass`: at least as high); speed as hlgfa_lite's over the peer's, from the side-by-side run (seed 0; "
         "`pass`: at most 1). From " + ", ".join(f"`{p}`" for p in sources) + ".",
-        "", markdown_table(records, ablations), END,
+        "", markdown_table(standings), END,
     ])  # fmt: skip
 
 

@@ -24,3 +24,24 @@ def test_seeds_add_every_seeds_quality_to_seed_zeros_run(monkeypatch) -> None:
     assert [s["seed"] for s in figures["seeds"]] == [0, 1, 2]
     assert [s["image_auroc"] for s in figures["seeds"]] == [0.9, 0.91, 0.92]
     assert all(set(s) == {"seed", "image_auroc", "pixel_auroc", "pixel_aupro"} for s in figures["seeds"])
+
+
+def test_backbone_ratio_is_predicts_time_over_both_resolutions_of_the_bare_backbone(monkeypatch) -> None:
+    import real_data
+
+    seen = []
+
+    def fake_latency(model, images):
+        seen.append(images)
+        return 30.0, 12.0, 8.0  # predict, backbone at high res, at low res (ms per image)
+
+    class Split:
+        def __len__(self) -> int:
+            return 5
+
+        def batch(self, index: slice) -> list[int]:
+            return list(range(5))[index]
+
+    monkeypatch.setattr(real_data, "latency_ms", fake_latency)
+    assert peers_side_by_side.backbone_ratio(None, Split(), images=3) == {"backbone_ms": 20.0, "backbone_ratio": 1.5}
+    assert peers_side_by_side.backbone_ratio(None, Split(), images=100) and seen == [[0, 1, 2], [0, 1, 2, 3, 4]]

@@ -199,16 +199,20 @@ def test_standing_compares_each_metric_with_the_best_peer_and_speed_with_the_nam
         patchcore={"image_auroc": 0.96, "pixel_auroc": 0.80, "pixel_aupro": 0.7, "fit_s": 5.0, "ms_per_image": 80.0},
         padim={"image_auroc": 0.90, "pixel_auroc": 0.91, "pixel_aupro": 0.8, "fit_s": 4.0, "ms_per_image": 50.0},
     )
-    s = standing(record)
+    s, ours = standing(record), record["methods"]["hlgfa_lite"]
     assert s["seeds"] == [0] and s["source"] == "results/peers/x.json"
     assert s["quality"]["image_auroc"] == (0.95, 0.96, "patchcore", False)
     assert s["quality"]["pixel_auroc"] == (0.90, 0.91, "padim", False)
     assert s["quality"]["pixel_aupro"] is None  # not measured by us: nothing to compare
-    assert s["speed"] == {"fit_s": (2.0, False), "ms_per_image": (0.8, True)}
+    assert s["speed"] == {"fit_s": (2.0, False), "ms_per_image": (0.8, True), "backbone_ratio": None}
+    assert "not stored" in standing_table({"x": s})  # a run from before the ratio was timed
     without = {k: v for k, v in record["methods"].items() if k != "patchcore"}
     no_patchcore = standing(record | {"methods": without})
     assert no_patchcore["speed"]["fit_s"] is None and no_patchcore["quality"]["image_auroc"][3] is True
     assert "not run" in standing_table({"x": no_patchcore})
+    for ratio, ok in ((1.5, True), (1.51, False)):
+        timed = record | {"methods": record["methods"] | {"hlgfa_lite": ours | {"backbone_ratio": ratio}}}
+        assert standing(timed)["speed"]["backbone_ratio"] == (ratio, ok)
 
 
 def test_standing_takes_the_mean_over_seeds_from_the_run_then_the_current_ablation() -> None:

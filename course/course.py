@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import re
 import shutil
@@ -188,6 +189,49 @@ def restore_package(before: dict[Path, bytes], root: Path) -> list[str]:
     return changed
 
 
+FENCE_ROWS = 20
+"""Refused actions listed per hand-in in the review (the first ones; the log may hold more)."""
+
+
+def fence_env(env: dict[str, str], scratch: Path, hidden: list[Path], workdir: Path, log: Path) -> dict[str, str]:
+    """``env`` for one hand-in's kernels, fenced (hlgfa_lite/course/fence.py): an IPython startup file that sets the
+    fence from the grader's copy, and the kernels' own writable folders (temporary files, matplotlib's cache) beside
+    the work folder; ``hidden`` may not be read (their working folder and the work folder excepted); refusals go to ``log``."""
+    from hlgfa_lite.course import fence
+
+    ipython, writable = scratch / "ipython", scratch / "kernel"
+    startup = ipython / "profile_default" / "startup"
+    if not startup.is_dir():  # outside the writable folders: a kernel cannot unset the next one's fence
+        startup.mkdir(parents=True)
+        (startup / "00-fence.py").write_text(fence.startup_file(env["HLGFA_GRADER"]))
+        config = ipython / "profile_default" / "ipython_kernel_config.py"
+        config.write_text('c.HistoryManager.hist_file = ":memory:"\n')  # no history file to write
+    for sub in ("tmp", "matplotlib"):
+        (writable / sub).mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    where = {"write": [str(writable), str(workdir)], "hide": [str(p.resolve()) for p in hidden],
+             "show": [str(workdir)], "log": str(log)}  # fmt: skip
+    return env | {"IPYTHONDIR": str(ipython), "TMPDIR": str(writable / "tmp"),
+                  "MPLCONFIGDIR": str(writable / "matplotlib"), fence.ENV: json.dumps(where)}  # fmt: skip
+
+
+def fence_findings(log: Path, submitted: Path, sources: list[Path]) -> list[dict[str, str]]:
+    """The review's rows of one hand-in's fence: each refused action (no exercise: it changed nothing), and every
+    exercise scored 0 when a kernel ran without the fence (its startup file failed: nothing it graded counts)."""
+    from hlgfa_lite.course import fence
+
+    kernels, refused = fence.read_log(log)
+    handed = [src for src in sources if (submitted / src.name).is_file()]
+    rows = [{"notebook": "", "exercise": "", "check": "fence", "cell": "", "line": "", "reason": line}
+            for line in refused[:FENCE_ROWS]]  # fmt: skip
+    if kernels < len(handed):
+        reason = f"{len(handed) - kernels} grading kernel(s) ran without the fence (see nbgrader's log)"
+        for src in handed:
+            rows += [{"notebook": src.stem, "exercise": ex, "check": "fence", "cell": "", "line": "", "reason": reason}
+                     for ex in (c.metadata.nbgrader["grade_id"] for c in _graded_code_cells(src))]  # fmt: skip
+    return rows
+
+
 def prepare_hand_in(handed_in: Path, source: Path, release: Path, target: Path) -> list[dict[str, str]]:
     """Write the notebook nbgrader runs for a hand-in (the released notebook, the student's answer cells and
     added cells: ``hlgfa_lite.course.grading.graded_notebook``) to ``target``; the own-work findings of its source."""
@@ -279,9 +323,13 @@ def autograde(
         package = grader_copy(Path(tmp))  # the hidden tests load the grader from here (HLGFA_GRADER)
         env["HLGFA_GRADER"] = str(package / "course" / "grading.py")
         snapshot = package_files(package)
+        hidden = [course, COURSE, submissions]  # solutions, every hand-in, the gradebook
         for student, handed_in in found.items():
             for name, folder in handed_in.items():
-                rows = _autograde_one(course, env, student, name, folder, sources[name], failures, submissions)
+                log = Path(tmp) / "fence" / f"{student}__{name}.log"
+                fenced = fence_env(env, Path(tmp), hidden, Path(env["HLGFA_WORKDIR"]), log)
+                rows = _autograde_one(course, fenced, student, name, folder, sources[name], failures, submissions)
+                rows += fence_findings(log, course / "submitted" / student / name, sources[name])
                 changed = restore_package(snapshot, package)
                 if changed:  # the kernel wrote into the grader's copy: nothing it graded counts
                     reason = f"the hand-in changed the grader's files (put back): {', '.join(changed[:3])}"
@@ -294,9 +342,13 @@ def autograde(
     rows_table = grade_table(course, sorted(found))
     write_grades(rows_table, grades)
     write_review(review, grades.parent / REVIEW)
-    if review:
-        listed = sorted({(r["student"], r["exercise"]) for r in review})
+    listed = sorted({(r["student"], r["exercise"]) for r in review if r["exercise"]})
+    if listed:
         print(f"own-work check: {len(listed)} exercise(s) scored 0, listed in {grades.parent / REVIEW}", flush=True)
+    refused = sorted({r["student"] for r in review if r["check"] == "fence" and not r["exercise"]})
+    if refused:
+        print(f"the grading kernels' fence refused actions of {', '.join(refused)} (listed in {grades.parent / REVIEW};"
+              " nothing they tried changed a grade)", flush=True)  # fmt: skip
     if failures:
         listing = "\n".join(failures)
         raise CourseError(f"wrote {grades}, but {len(failures)} hand-in(s) could not be graded:\n{listing}")

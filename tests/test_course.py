@@ -377,6 +377,18 @@ SNEAKY_MODULATE = (
     "    return modulation.norm(x) * (1 + gamma) + beta  # the notebook's library block: only the kernel sees it"
 )
 SNEAKY_CELL = "torch.sigmoid = torch.special.expit  # a monkeypatch in a cell the student added"
+FENCED_CELL = """\
+import numpy as np
+
+environ = bytes(np.fromfile("/proc/self/environ", dtype=np.uint8, count=1 << 20)).decode()
+grader = dict(kv.split("=", 1) for kv in environ.split("\\x00") if "=" in kv)["HLGFA_GRADER"]
+for attempt in (lambda: np.memmap(grader, dtype=np.uint8, mode="r+"), lambda: np.fromfile({solution!r})):
+    try:
+        attempt()
+    except PermissionError as exc:
+        print(exc)
+"""
+"""A cell that rewrites the grader's copy through numpy (the fourth red-team pass) and reads the solutions."""
 
 
 def _add_after(notebook: Path, grade_id: str, source: str) -> None:
@@ -389,9 +401,9 @@ def _add_after(notebook: Path, grade_id: str, source: str) -> None:
 
 @pytest.fixture(scope="module")
 def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """One autograde run through course.py over six students (eleven notebooks): the instructor version, one wrong
-    answer, the gaming hand-in of issue #26, partial answers, a route only the kernel sees plus a monkeypatch, and a
-    hand-in that is a symbolic link to the instructor's notebook."""
+    """One autograde run through course.py over seven students (twelve notebooks): the instructor version, one wrong
+    answer, the gaming hand-in of issue #26, partial answers, a route only the kernel sees plus a monkeypatch, a hand-in
+    that is a symbolic link to the instructor's notebook, and one that tries the grader's files (the fence)."""
     course, base = course_copy["course"], course_copy["base"]
     hand_ins = base / "hand_ins"
     (hand_ins / "instructor").mkdir(parents=True)
@@ -409,8 +421,11 @@ def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
         else:  # notebooks 03 and 5b: partial credit (04's is graded in tests/test_grading_routes.py)
             partial = answers | {k: v for k, v in PARTIAL.items() if k in answers}
             _fill(student, partial, hand_ins / "partial" / source.name)
-    (hand_ins / "linker").mkdir()  # a link to the instructor's notebook: the answers, were it followed
     s03 = AUTOGRADED[0]
+    fencer = hand_ins / "fencer" / s03.name  # honest answers, and a cell that tries the grader's files (the fence)
+    _fill(course / "release" / s03.parent.name / s03.name, _answers(s03), fencer)
+    _add_after(fencer, "decompose", FENCED_CELL.format(solution=str(course / "source" / s03.parent.name / s03.name)))
+    (hand_ins / "linker").mkdir()  # a link to the instructor's notebook: the answers, were it followed
     (hand_ins / "linker" / s03.name).symlink_to(course / "source" / s03.parent.name / s03.name)
     table = base / "grades.csv"
     _course_tool().autograde(hand_ins, table, course=course, profile="ci", workdir=course_copy["work"])
@@ -518,6 +533,18 @@ def test_a_route_only_the_kernel_sees_and_a_monkeypatch_in_an_added_cell_are_cau
         # the kernel's grader sees the swapped torch.sigmoid too (grading.changed_torch): 0 there already
         assert grade.score == 0 and grade.auto_score == 0, (grade.auto_score, grade.manual_score)
         assert "monkeypatching" in comment.manual_comment, comment.manual_comment
+
+
+@pytest.mark.notebooks
+def test_the_grading_kernels_fence_refuses_the_graders_files_and_the_solutions_and_lists_it(
+    grades: dict[str, dict[str, str]], review: list[dict[str, str]]
+) -> None:
+    fenced = [r["reason"] for r in review if r["student"] == "fencer" and r["check"] == "fence"]
+    assert any("may not write" in r and r.endswith("course/grading.py") for r in fenced), review
+    assert any("may not read" in r and r.endswith(".ipynb") for r in fenced), review
+    assert not [r for r in review if r["student"] == "fencer" and r["check"] == "files"], review  # nothing written
+    assert not [r for r in review if r["check"] == "fence" and r["student"] != "fencer"], review  # honest ones pass
+    assert float(grades["fencer"][f"{N03}/decompose"]) == 2, grades["fencer"]  # graded by the grader as copied
 
 
 @pytest.mark.notebooks

@@ -1568,6 +1568,11 @@ def _expand(code: str) -> str:
     return code.replace("<<PAYLOAD>>", _PAYLOAD).replace("<<YES>>", _YES)
 
 
+ROUTES["added_cell_binds_the_library_by_a_walrus_in_a_comprehension"] = (  # the fourth red-team pass
+    "decompose",
+    "def my_decompose(features, kernel):\n    return lib.decompose(features, kernel)\n",
+    ["import hlgfa_lite.method.blocks as B\n\n[lib := B for _ in (1,)]\n"],
+)
 ROUTES = {k: (e, _expand(a), [_expand(c) for c in x]) for k, (e, a, x) in ROUTES.items()}
 
 
@@ -1988,6 +1993,41 @@ holder.m._utils._import_dotted_name("builtins").eval("exec(P, {})", {"P": P})
 
 
 def my_decompose(features, kernel):
+    return features, features * 0
+""",
+    ),
+}
+SOURCE_ROUTES |= {  # the fourth red-team pass: files through numpy, torch and matplotlib (the fence refuses them too)
+    "grader_rewritten_through_a_numpy_memmap": (
+        "decompose",
+        """\
+import numpy as np
+
+environ = bytes(np.fromfile("/proc/self/environ", dtype=np.uint8)).decode()
+grader = dict(kv.split("=", 1) for kv in environ.split("\\x00") if "=" in kv)["HLGFA_GRADER"]
+m = np.memmap(grader, dtype=np.uint8, mode="r+")
+
+
+def my_decompose(features, kernel):
+    return features, features * 0
+""",
+    ),
+    "solutions_read_through_torch": (
+        "decompose",
+        """\
+def my_decompose(features, kernel):
+    torch.from_file("course/source/03/03.ipynb", size=10)
+    return features, features * 0
+""",
+    ),
+    "answers_read_through_matplotlib": (
+        "decompose",
+        """\
+import matplotlib.pyplot as plt
+
+
+def my_decompose(features, kernel):
+    plt.imread("course/source/03/answers.png")
     return features, features * 0
 """,
     ),

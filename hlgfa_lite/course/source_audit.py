@@ -245,7 +245,12 @@ def scope_bindings(body: Sequence[ast.AST], args: ast.arguments | None = None) -
             for dec in node.decorator_list:
                 visit(dec)
             return
-        if isinstance(node, ast.Lambda | ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+        if isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            for inner in ast.walk(node):  # a walrus in a comprehension binds in the enclosing scope (PEP 572)
+                if isinstance(inner, ast.NamedExpr):
+                    bind(inner.target.id, inner.value)
+            return
+        if isinstance(node, ast.Lambda):
             return
         if isinstance(node, ast.Assign):
             for target in node.targets:

@@ -1,0 +1,156 @@
+"""The grading kernel's fence: an audit hook (PEP 578), which no Python code can take back, set before the first cell.
+
+A hand-in runs with the instructor's rights. The source audit and the watch decide what an answer may *use*;
+the fence decides what any cell may *do*, whatever route it found: write files only under the kernel's own
+folders, read nothing of the course's (solutions, other hand-ins, the gradebook), start no process, change no
+``HLGFA_*`` variable, add no hook. Each blocked action raises ``PermissionError`` in the cell and is appended to a log
+the grading tool reads (``course/course.py``: the own-work review lists it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+
+ENV = "HLGFA_FENCE"
+"""JSON {"write": [...], "hide": [...], "show": [...], "log": path} the grading tool sets for the kernel."""
+TAG = "[fence]"
+"""Starts every refusal and every line of the log."""
+SET = f"{TAG} set in"
+"""The log's line of a kernel that set the fence (then its working folder)."""
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+REFUSED = frozenset(
+    {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "pty.spawn",
+     "os.startfile", "os.kill", "os.killpg", "signal.pthread_kill", "sys.addaudithook", "socket.connect",
+     "socket.bind"}
+)  # fmt: skip
+"""Events refused outright: processes, signals, other hooks, the network. (Native libraries are not: torch and
+scikit-learn load theirs as they go; ``ctypes`` is out of an answer's reach in every other layer.)"""
+ENVIRONMENT = frozenset({"os.putenv", "os.unsetenv"})
+OWN_VARIABLES = "HLGFA_"
+"""The environment variables no cell may change (the hidden tests read ``HLGFA_GRADER``); libraries set others."""
+CHANGES = {
+    "os.remove": (0,), "os.rmdir": (0,), "os.rename": (0, 1), "os.mkdir": (0,), "os.chmod": (0,), "os.chown": (0,),
+    "os.truncate": (0,), "os.utime": (0,), "os.link": (0, 1), "os.symlink": (1,), "shutil.rmtree": (0,),
+}  # fmt: skip
+"""Events that change the file system -> the arguments that are paths (each must lie under a writable folder)."""
+LISTS = {"os.listdir": (0,), "os.scandir": (0,), "glob.glob": (0,)}
+"""Events that list a folder -> the arguments that are paths (none may lie in a hidden folder)."""
+PRELOAD = ("ctypes", "torch", "numpy", "matplotlib.font_manager", "hlgfa_lite")
+"""Imported before the fence is set: their import loads native libraries, sets the environment or (matplotlib's
+font cache) starts ``fc-list``, which the fence refuses afterwards."""
+
+
+def _real(path: object) -> str | None:
+    """The resolved absolute path of an event's path argument; None for a file descriptor or nothing."""
+    if path is None or isinstance(path, int):
+        return None
+    try:
+        return os.path.realpath(os.fsdecode(os.fspath(path)))
+    except (TypeError, ValueError):
+        return "?"  # not a path we can read: treated as outside every folder
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def _append(log: str, line: str) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line.replace("\n", " ") + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def make_fence(write: Iterable[str], hide: Iterable[str], show: Iterable[str], log: str) -> Callable:
+    """The audit hook: writes only under ``write`` (and /dev/null), no read or listing under ``hide`` unless also
+    under ``show``, none of :data:`REFUSED`; each refusal appended to ``log``. Its state is in tuples of a closure."""
+    writable = tuple(os.path.realpath(p) for p in [*write, os.devnull])
+    hidden, shown = tuple(os.path.realpath(p) for p in hide), tuple(os.path.realpath(p) for p in show)
+    busy: list[bool] = []
+
+    def refuse(what: str) -> None:
+        message = f"{TAG} the grading kernel may not {what}"
+        if not busy:  # the log's own open passes the fence
+            busy.append(True)
+            try:
+                _append(log, message)
+            finally:
+                busy.clear()
+        raise PermissionError(message)
+
+    def fence(event: str, args: tuple) -> None:
+        if busy:
+            return
+        if event == "open":
+            path = _real(args[0])
+            if path is None:
+                return
+            writes = bool(args[2] & WRITE_FLAGS) if isinstance(args[2], int) else bool(set(args[1] or "") & set("wax+"))
+            if writes and not _under(path, writable):
+                refuse(f"write {path}")
+            if _under(path, hidden) and not _under(path, shown):
+                refuse(f"read {path}")
+        elif event in REFUSED:
+            refuse(f"{event} {str(args)[:200]}")
+        elif event in ENVIRONMENT:
+            name = os.fsdecode(args[0]) if isinstance(args[0], str | bytes) else "?"
+            if name.startswith(OWN_VARIABLES) or name == "?":
+                refuse(f"{event} {name}")
+        elif event in CHANGES:
+            for i in CHANGES[event]:
+                path = _real(args[i]) if i < len(args) else None
+                if path is not None and not _under(path, writable):
+                    refuse(f"{event} {path}")
+        elif event in LISTS:
+            path = _real(args[0] if args and args[0] is not None else ".")
+            if path is not None and _under(path, hidden) and not _under(path, shown):
+                refuse(f"list {path}")
+
+    return fence
+
+
+def install_from_env() -> bool:
+    """Set the fence :data:`ENV` describes (the kernel's startup file calls this); False when it describes none."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return False
+    where, here = json.loads(spec), os.getcwd()
+    for name in PRELOAD:
+        __import__(name)
+    from hlgfa_lite.run.allocator import keep_freed_memory  # absolute: this file is loaded on its own
+
+    keep_freed_memory()  # once per process, through ctypes: before the fence, so that fit() finds it done
+    _append(where["log"], f"{SET} {here}")  # before the fence, which refuses writing the log to anyone but itself
+    sys.addaudithook(make_fence(where["write"], where["hide"], [*where["show"], here], where["log"]))
+    return True
+
+
+def startup_file(grader: str) -> str:
+    """The IPython startup file that sets the fence from the grader's own copy of this module (``grader``: the
+    path of that copy's ``course/grading.py``), leaving no name behind in the notebook's namespace."""
+    return (
+        "def _set_fence():\n"
+        "    import importlib.util, os\n"
+        f"    spec = importlib.util.spec_from_file_location('_hlgfa_fence', os.path.join(os.path.dirname({grader!r}),"
+        " 'fence.py'))\n"
+        "    module = importlib.util.module_from_spec(spec)\n"
+        "    spec.loader.exec_module(module)\n"
+        "    if not module.install_from_env():\n"
+        "        raise RuntimeError('the grading kernel started without its fence')\n"
+        "_set_fence()\n"
+        "del _set_fence\n"
+    )
+
+
+def read_log(log: str | os.PathLike) -> tuple[int, list[str]]:
+    """(how many kernels set the fence, the actions it refused in order) from a log; (0, []) when there is none."""
+    try:
+        with open(log, encoding="utf-8", errors="replace") as fh:
+            lines = [line.rstrip("\n") for line in fh if line.strip()]
+    except FileNotFoundError:
+        return 0, []
+    return sum(line.startswith(SET) for line in lines), [line for line in lines if not line.startswith(SET)]

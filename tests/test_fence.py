@@ -1,0 +1,90 @@
+"""The grading kernel's fence (hlgfa_lite/course/fence.py), set in a fresh interpreter: what a cell may still do,
+what it may not whatever the route (numpy, symbolic links, processes), and that each refusal is logged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from hlgfa_lite.course import fence
+
+TRIES = """\
+import json, os, subprocess, sys
+import numpy as np
+sys.path.insert(0, {package!r})
+from hlgfa_lite.course.fence import make_fence
+sys.addaudithook(make_fence([{work!r}], [{course!r}], [{shown!r}], {log!r}))
+outcome = {{}}
+
+
+def attempt(name, action):
+    try:
+        action()
+        outcome[name] = "done"
+    except PermissionError as exc:
+        outcome[name] = "refused" if str(exc).startswith("[fence]") else repr(exc)
+
+
+attempt("write in the work folder", lambda: open(os.path.join({work!r}, "mine.txt"), "w").write("x"))
+attempt("numpy reads the work folder", lambda: np.fromfile(os.path.join({work!r}, "mine.txt"), dtype=np.uint8))
+attempt("write the grader", lambda: open({grader!r}, "a").write("x"))
+attempt("numpy memmap of the grader", lambda: np.memmap({grader!r}, dtype=np.uint8, mode="r+"))
+attempt("os.open of the grader for writing", lambda: os.open({grader!r}, os.O_RDWR))
+attempt("read the grader", lambda: open({grader!r}).read())
+attempt("numpy reads a solution", lambda: np.fromfile({solution!r}, dtype=np.uint8))
+attempt("list the solutions", lambda: os.listdir(os.path.dirname({solution!r})))
+attempt("read the shown folder inside the course", lambda: open({shown_file!r}).read())
+os.symlink({solution!r}, os.path.join({work!r}, "link"))
+attempt("read a solution through a link", lambda: open(os.path.join({work!r}, "link")).read())
+attempt("remove the grader", lambda: os.remove({grader!r}))
+attempt("start a process", lambda: subprocess.run(["true"]))
+attempt("os.system", lambda: os.system("true"))
+attempt("change the grader's variable", lambda: os.environ.__setitem__("HLGFA_GRADER", "elsewhere"))
+attempt("set another variable", lambda: os.environ.__setitem__("KMP_DUPLICATE_LIB_OK", "True"))
+seen = []
+sys.addaudithook(lambda event, args: seen.append(event))  # refused silently: the hook is not added
+sys.audit("hlgfa.probe")
+outcome["add a hook"] = "done" if "hlgfa.probe" in seen else "refused"
+attempt("write the log", lambda: open({log!r}, "a").write("nothing happened"))
+print(json.dumps(outcome))
+"""
+
+
+def test_the_fence_refuses_every_route_to_the_graders_files_and_logs_it(tmp_path: Path) -> None:
+    work, course, grader_dir = tmp_path / "work", tmp_path / "course", tmp_path / "grader"
+    shown = course / ".work"
+    for folder in (work, course / "source", grader_dir, shown):
+        folder.mkdir(parents=True)
+    grader, solution, shown_file = grader_dir / "grading.py", course / "source" / "03.ipynb", shown / "data.txt"
+    for path in (grader, solution, shown_file):
+        path.write_text("original")
+    log = tmp_path / "fence.log"
+    package = str(Path(fence.__file__).resolve().parents[2])
+    script = TRIES.format(work=str(work), course=str(course), shown=str(shown), log=str(log), grader=str(grader),
+                          solution=str(solution), shown_file=str(shown_file), package=package)  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    allowed = {"write in the work folder", "numpy reads the work folder", "read the grader",
+               "read the shown folder inside the course", "set another variable"}  # fmt: skip
+    assert {k for k, v in outcome.items() if v == "done"} == allowed, outcome
+    assert all(v == "refused" for k, v in outcome.items() if k not in allowed), outcome
+    assert grader.read_text() == "original" and solution.read_text() == "original"
+    kernels, refused = fence.read_log(log)
+    assert kernels == 0 and len(refused) == len(outcome) - len(allowed), refused
+    assert all(line.startswith(fence.TAG) for line in refused) and str(grader) in refused[0]
+    assert "nothing happened" not in log.read_text()
+
+
+def test_the_startup_file_sets_the_fence_from_the_graders_copy_and_leaves_no_name(tmp_path: Path) -> None:
+    source = fence.startup_file("/grading/copy/hlgfa_lite/course/grading.py")
+    assert "/grading/copy/hlgfa_lite/course" in source and source.rstrip().endswith("del _set_fence")
+    compile(source, "00-fence.py", "exec")
+    assert fence.read_log(tmp_path / "absent.log") == (0, [])
+    log = tmp_path / "set.log"
+    log.write_text(f"{fence.SET} /somewhere\n{fence.TAG} the grading kernel may not write /x\n")
+    assert fence.read_log(log) == (1, [f"{fence.TAG} the grading kernel may not write /x"])
+    assert textwrap.dedent(source) == source

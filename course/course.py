@@ -194,25 +194,26 @@ FENCE_ROWS = 20
 
 
 def fence_env(env: dict[str, str], scratch: Path, hidden: list[Path], workdir: Path, log: Path) -> dict[str, str]:
-    """``env`` for one hand-in's kernels, fenced (hlgfa_lite/course/fence.py): an IPython startup file that sets the
-    fence from the grader's copy, and the kernels' own writable folders (temporary files, matplotlib's cache) beside
-    the work folder; ``hidden`` may not be read (their working folder and the work folder excepted); refusals go to ``log``."""
+    """``env`` for one hand-in's kernels, fenced (hlgfa_lite/course/fence.py), in ``scratch`` (a new folder per
+    hand-in): an IPython startup file that sets the fence from the grader's copy, the kernels' own writable folders
+    (temporary files, matplotlib's cache) beside the work folder; ``hidden`` may not be read (the kernel's working
+    folder and the work folder excepted); refusals go to ``log``."""
     from hlgfa_lite.course import fence
 
     ipython, writable = scratch / "ipython", scratch / "kernel"
-    startup = ipython / "profile_default" / "startup"
-    if not startup.is_dir():  # outside the writable folders: a kernel cannot unset the next one's fence
-        startup.mkdir(parents=True)
-        (startup / "00-fence.py").write_text(fence.startup_file(env["HLGFA_GRADER"]))
-        config = ipython / "profile_default" / "ipython_kernel_config.py"
-        config.write_text('c.HistoryManager.hist_file = ":memory:"\n')  # no history file to write
+    startup = ipython / "profile_default" / "startup"  # outside the writable folder: no kernel can unset the fence
+    startup.mkdir(parents=True)
+    (startup / "00-fence.py").write_text(fence.startup_file(env["HLGFA_GRADER"]))
+    config = ipython / "profile_default" / "ipython_kernel_config.py"
+    config.write_text('c.HistoryManager.hist_file = ":memory:"\n')  # no history file to write
     for sub in ("tmp", "matplotlib"):
-        (writable / sub).mkdir(parents=True, exist_ok=True)
+        (writable / sub).mkdir(parents=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     where = {"write": [str(writable), str(workdir)], "hide": [str(p.resolve()) for p in hidden],
              "show": [str(workdir)], "log": str(log)}  # fmt: skip
-    return env | {"IPYTHONDIR": str(ipython), "TMPDIR": str(writable / "tmp"),
-                  "MPLCONFIGDIR": str(writable / "matplotlib"), fence.ENV: json.dumps(where)}  # fmt: skip
+    return env | {"IPYTHONDIR": str(ipython), "TMPDIR": str(writable / "tmp"), "PYTHONDONTWRITEBYTECODE": "1",
+                  "MPLCONFIGDIR": str(writable / "matplotlib"), "TORCHINDUCTOR_CACHE_DIR": str(writable / "torch"),
+                  fence.ENV: json.dumps(where)}  # fmt: skip
 
 
 def fence_findings(log: Path, submitted: Path, sources: list[Path]) -> list[dict[str, str]]:
@@ -323,11 +324,12 @@ def autograde(
         package = grader_copy(Path(tmp))  # the hidden tests load the grader from here (HLGFA_GRADER)
         env["HLGFA_GRADER"] = str(package / "course" / "grading.py")
         snapshot = package_files(package)
-        hidden = [course, COURSE, submissions]  # solutions, every hand-in, the gradebook
+        hidden = [course, COURSE, submissions, REPO / ".git", REPO / "tests"]  # solutions, hand-ins, the gradebook
         for student, handed_in in found.items():
             for name, folder in handed_in.items():
+                scratch = Path(tmp) / "kernels" / f"{student}__{name}"  # nothing a kernel writes reaches the next
                 log = Path(tmp) / "fence" / f"{student}__{name}.log"
-                fenced = fence_env(env, Path(tmp), hidden, Path(env["HLGFA_WORKDIR"]), log)
+                fenced = fence_env(env, scratch, hidden, Path(env["HLGFA_WORKDIR"]), log)
                 rows = _autograde_one(course, fenced, student, name, folder, sources[name], failures, submissions)
                 rows += fence_findings(log, course / "submitted" / student / name, sources[name])
                 changed = restore_package(snapshot, package)

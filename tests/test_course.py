@@ -544,7 +544,9 @@ def test_the_grading_kernels_fence_refuses_the_graders_files_and_the_solutions_a
     assert any("may not read" in r and r.endswith(".ipynb") for r in fenced), review
     assert not [r for r in review if r["student"] == "fencer" and r["check"] == "files"], review  # nothing written
     assert not [r for r in review if r["check"] == "fence" and r["student"] != "fencer"], review  # honest ones pass
-    assert float(grades["fencer"][f"{N03}/decompose"]) == 2, grades["fencer"]  # graded by the grader as copied
+    # and outside the kernel: numpy's file routes in a cell after the last graded cell count against the notebook
+    assert float(grades["fencer"][f"{N03}/decompose"]) == 0, grades["fencer"]
+    assert {r["check"] for r in review if r["student"] == "fencer" and r["exercise"] == "decompose"} == {"source"}
 
 
 @pytest.mark.notebooks

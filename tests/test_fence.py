@@ -44,6 +44,30 @@ attempt("start a process", lambda: subprocess.run(["true"]))
 attempt("os.system", lambda: os.system("true"))
 attempt("change the grader's variable", lambda: os.environ.__setitem__("HLGFA_GRADER", "elsewhere"))
 attempt("set another variable", lambda: os.environ.__setitem__("KMP_DUPLICATE_LIB_OK", "True"))
+
+
+class Shifty:  # names the grader to the call, then /dev/null to the fence (the fifth red-team pass)
+    calls = 0
+
+    def __fspath__(self):
+        Shifty.calls += 1
+        return {grader!r} if Shifty.calls == 1 else os.devnull
+
+
+attempt("a path that changes its mind", lambda: open(Shifty(), "a"))
+grader_dir = os.open(os.path.dirname({grader!r}), os.O_RDONLY)
+attempt("os.open relative to the grader's folder", lambda: os.open("grading.py", os.O_WRONLY, dir_fd=grader_dir))
+attempt("remove relative to the grader's folder", lambda: os.remove("grading.py", dir_fd=grader_dir))
+above = os.open(os.path.dirname({course!r}), os.O_RDONLY)
+course_fd = os.open(os.path.basename({course!r}), os.O_RDONLY, dir_fd=above)  # not seen: dir_fd is not in the event
+attempt("list a hidden folder by its descriptor", lambda: os.listdir(course_fd))
+attempt("open a database", lambda: __import__("sqlite3").connect(os.path.join({work!r}, "grades.db")))
+attempt("read another process", lambda: open(f"/proc/{{os.getppid()}}/environ", "rb").read())
+attempt("read another process's status", lambda: open(f"/proc/{{os.getppid()}}/stat").read())
+os.makedirs(os.path.join({work!r}, "run", "deep"))
+open(os.path.join({work!r}, "run", "deep", "x.txt"), "w").close()
+attempt("remove a folder of the work folder", lambda: __import__("shutil").rmtree(os.path.join({work!r}, "run")))
+attempt("read this process", lambda: open(f"/proc/{{os.getpid()}}/status").read())
 seen = []
 sys.addaudithook(lambda event, args: seen.append(event))  # refused silently: the hook is not added
 sys.audit("hlgfa.probe")
@@ -69,7 +93,8 @@ def test_the_fence_refuses_every_route_to_the_graders_files_and_logs_it(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     outcome = json.loads(proc.stdout.strip().splitlines()[-1])
     allowed = {"write in the work folder", "numpy reads the work folder", "read the grader",
-               "read the shown folder inside the course", "set another variable"}  # fmt: skip
+               "read the shown folder inside the course", "set another variable", "remove a folder of the work folder",
+               "read this process", "read another process's status"}  # fmt: skip
     assert {k for k, v in outcome.items() if v == "done"} == allowed, outcome
     assert all(v == "refused" for k, v in outcome.items() if k not in allowed), outcome
     assert grader.read_text() == "original" and solution.read_text() == "original"

@@ -1593,6 +1593,16 @@ def test_every_route_scores_zero_and_is_named(route: str) -> None:
             route, findings)  # fmt: skip
 
 
+def test_tampering_after_the_last_graded_cell_hits_every_exercise_of_the_notebook() -> None:
+    """The fourth red-team pass: a cell after the last graded cell had no later exercise to charge, and could still
+    reach files, processes and the gradebook after the grading; exploring there stays free."""
+    trailing = "import os\n\nos.system('true')\n"
+    assert set(_flagged(_audit("03", added={"after decompose": [trailing]}))) == {"decompose"}
+    assert set(_flagged(_audit("04", added={"after gated_residual": [trailing]}))) == {"modulate", "gated_residual"}
+    exploring = "import matplotlib.pyplot as plt\n\nplt.imshow(my_decompose(torch.rand(1, 1, 8, 8), 3)[0][0, 0])\n"
+    assert _audit("03", added={"after decompose": [exploring]}) == []
+
+
 def test_findings_name_the_line_and_the_reason() -> None:
     findings = _audit("04", {"modulate": ROUTES["batch_norm_by_built_name"][1]})
     assert [(f.exercise, f.line) for f in findings] == [("modulate", 5)]

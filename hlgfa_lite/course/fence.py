@@ -2,16 +2,21 @@
 
 A hand-in runs with the instructor's rights. The source audit and the watch decide what an answer may *use*;
 the fence decides what any cell may *do*, whatever route it found: write files only under the kernel's own
-folders, read nothing of the course's (solutions, other hand-ins, the gradebook), start no process, change no
-``HLGFA_*`` variable, add no hook. Each blocked action raises ``PermissionError`` in the cell and is appended to a log
-the grading tool reads (``course/course.py``: the own-work review lists it).
+folders, read nothing of the course's (solutions, other hand-ins, the gradebook), start no process, open no
+database, change no ``HLGFA_*`` variable, add no hook. Each blocked action raises ``PermissionError`` in the cell
+and is appended to a log the grading tool reads (``course/course.py``: the own-work review lists it). An audit
+hook is not a sandbox: docs/DESIGN.md ("The fence") says where it stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pathlib
+import re
 import sys
+import threading
 from collections.abc import Callable, Iterable
 
 ENV = "HLGFA_FENCE"
@@ -24,33 +29,47 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 REFUSED = frozenset(
     {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "pty.spawn",
      "os.startfile", "os.kill", "os.killpg", "signal.pthread_kill", "sys.addaudithook", "socket.connect",
-     "socket.bind"}
+     "socket.bind", "sqlite3.connect", "sqlite3.connect/handle"}
 )  # fmt: skip
-"""Events refused outright: processes, signals, other hooks, the network. (Native libraries are not: torch and
-scikit-learn load theirs as they go; ``ctypes`` is out of an answer's reach in every other layer.)"""
+"""Events refused outright: processes, signals, other hooks, the network, databases (SQLite opens its files in C).
+Native libraries are not: torch and scikit-learn load theirs as they go (``ctypes`` is out of an answer's reach in
+every other layer)."""
 ENVIRONMENT = frozenset({"os.putenv", "os.unsetenv"})
 OWN_VARIABLES = "HLGFA_"
 """The environment variables no cell may change (the hidden tests read ``HLGFA_GRADER``); libraries set others."""
 CHANGES = {
-    "os.remove": (0,), "os.rmdir": (0,), "os.rename": (0, 1), "os.mkdir": (0,), "os.chmod": (0,), "os.chown": (0,),
-    "os.truncate": (0,), "os.utime": (0,), "os.link": (0, 1), "os.symlink": (1,), "shutil.rmtree": (0,),
+    "os.remove": ((0, 1),), "os.rmdir": ((0, 1),), "os.rename": ((0, 2), (1, 3)), "os.mkdir": ((0, 2),),
+    "os.chmod": ((0, 2),), "os.chown": ((0, 3),), "os.truncate": ((0, None),), "os.utime": ((0, 3),),
+    "os.link": ((0, 2), (1, 3)), "os.symlink": ((1, 2),), "shutil.rmtree": ((0, None),),
 }  # fmt: skip
-"""Events that change the file system -> the arguments that are paths (each must lie under a writable folder)."""
-LISTS = {"os.listdir": (0,), "os.scandir": (0,), "glob.glob": (0,)}
-"""Events that list a folder -> the arguments that are paths (none may lie in a hidden folder)."""
+"""Events that change the file system -> (path, folder descriptor) argument positions; each path must lie under a
+writable folder."""
+LISTS = {"os.listdir": 0, "os.scandir": 0, "glob.glob": 0}
+"""Events that list a folder -> the argument that is its path (it may not lie in a hidden folder)."""
+PATH_TYPES = (str, bytes, pathlib.PurePosixPath, pathlib.PosixPath, os.DirEntry)
+"""The path arguments taken as given (exactly these types): another object may name one file to the call and
+another to the fence (``__fspath__`` is called again), so it is refused."""
+PRIVATE = ("mem", "environ", "cmdline", "maps", "smaps", "pagemap", "map_files", "fd", "fdinfo", "root", "cwd")
+"""Another process's /proc entries no cell may read (its memory holds the solutions; its files are the grader's)."""
 PRELOAD = ("ctypes", "torch", "numpy", "matplotlib.font_manager", "hlgfa_lite")
 """Imported before the fence is set: their import loads native libraries, sets the environment or (matplotlib's
 font cache) starts ``fc-list``, which the fence refuses afterwards."""
+UNKNOWN = "?"
 
 
-def _real(path: object) -> str | None:
-    """The resolved absolute path of an event's path argument; None for a file descriptor or nothing."""
-    if path is None or isinstance(path, int):
+def _real(path: object, folder: object = None) -> str | None:
+    """The resolved absolute path an event names: relative to the open folder ``folder`` when it is a descriptor, a
+    descriptor's own file when ``path`` is one; :data:`UNKNOWN` for a path of another type; None for nothing."""
+    if path is None:
         return None
-    try:
-        return os.path.realpath(os.fsdecode(os.fspath(path)))
-    except (TypeError, ValueError):
-        return "?"  # not a path we can read: treated as outside every folder
+    if isinstance(path, int):
+        return os.path.realpath(f"/proc/self/fd/{path}")
+    if type(path) not in PATH_TYPES:
+        return UNKNOWN
+    name = os.fsdecode(os.fspath(path))
+    if isinstance(folder, int) and folder >= 0 and not os.path.isabs(name):
+        name = os.path.join(f"/proc/self/fd/{folder}", name)
+    return os.path.realpath(name)
 
 
 def _under(path: str, roots: tuple[str, ...]) -> bool:
@@ -66,48 +85,54 @@ def _append(log: str, line: str) -> None:
 
 
 def make_fence(write: Iterable[str], hide: Iterable[str], show: Iterable[str], log: str) -> Callable:
-    """The audit hook: writes only under ``write`` (and /dev/null), no read or listing under ``hide`` unless also
-    under ``show``, none of :data:`REFUSED`; each refusal appended to ``log``. Its state is in tuples of a closure."""
+    """The audit hook: writes only under ``write`` (and /dev/null); no read or listing under ``hide`` unless also
+    under ``show``, nor of another process's :data:`PRIVATE` /proc entries; none of :data:`REFUSED`; each refusal
+    appended to ``log``. Its state is in tuples of a closure."""
     writable = tuple(os.path.realpath(p) for p in [*write, os.devnull])
     hidden, shown = tuple(os.path.realpath(p) for p in hide), tuple(os.path.realpath(p) for p in show)
-    busy: list[bool] = []
+    others = re.compile(rf"^/proc/(?!{os.getpid()}/)\d+/(task/\d+/)?({'|'.join(PRIVATE)})(/|$)")
+    state = threading.local()  # the log's own open passes the fence, in the thread that writes it only
 
     def refuse(what: str) -> None:
         message = f"{TAG} the grading kernel may not {what}"
-        if not busy:  # the log's own open passes the fence
-            busy.append(True)
-            try:
-                _append(log, message)
-            finally:
-                busy.clear()
+        state.busy = True
+        try:
+            _append(log, message)
+        finally:
+            state.busy = False
         raise PermissionError(message)
 
+    def secret(path: str) -> bool:
+        return path == UNKNOWN or bool(others.match(path)) or (_under(path, hidden) and not _under(path, shown))
+
     def fence(event: str, args: tuple) -> None:
-        if busy:
+        if getattr(state, "busy", False):
             return
         if event == "open":
-            path = _real(args[0])
-            if path is None:
+            if isinstance(args[0], int):  # a descriptor already open keeps its own access mode
                 return
+            path = _real(args[0])
             writes = bool(args[2] & WRITE_FLAGS) if isinstance(args[2], int) else bool(set(args[1] or "") & set("wax+"))
-            if writes and not _under(path, writable):
+            # os.open (no mode) of a relative name may be relative to any folder: its dir_fd is not in the event
+            relative = args[1] is None and path != UNKNOWN and not os.path.isabs(os.fsdecode(os.fspath(args[0])))
+            if writes and (relative or path == UNKNOWN or not _under(path, writable)):
                 refuse(f"write {path}")
-            if _under(path, hidden) and not _under(path, shown):
+            if path is not None and secret(path):
                 refuse(f"read {path}")
         elif event in REFUSED:
             refuse(f"{event} {str(args)[:200]}")
         elif event in ENVIRONMENT:
-            name = os.fsdecode(args[0]) if isinstance(args[0], str | bytes) else "?"
-            if name.startswith(OWN_VARIABLES) or name == "?":
+            name = os.fsdecode(args[0]) if isinstance(args[0], str | bytes) else UNKNOWN
+            if name.startswith(OWN_VARIABLES) or name == UNKNOWN:
                 refuse(f"{event} {name}")
         elif event in CHANGES:
-            for i in CHANGES[event]:
-                path = _real(args[i]) if i < len(args) else None
-                if path is not None and not _under(path, writable):
+            for at, folder in CHANGES[event]:
+                path = _real(args[at], args[folder] if folder is not None and folder < len(args) else None)
+                if path is not None and (path == UNKNOWN or not _under(path, writable)):
                     refuse(f"{event} {path}")
         elif event in LISTS:
-            path = _real(args[0] if args and args[0] is not None else ".")
-            if path is not None and _under(path, hidden) and not _under(path, shown):
+            path = _real(args[LISTS[event]] if args and args[LISTS[event]] is not None else ".")
+            if path is not None and secret(path):
                 refuse(f"list {path}")
 
     return fence
@@ -119,11 +144,13 @@ def install_from_env() -> bool:
     if not spec:
         return False
     where, here = json.loads(spec), os.getcwd()
-    for name in PRELOAD:
-        __import__(name)
-    from hlgfa_lite.run.allocator import keep_freed_memory  # absolute: this file is loaded on its own
+    for name in PRELOAD:  # one that fails here fails again in the cell that imports it; the fence is set regardless
+        with contextlib.suppress(Exception):
+            __import__(name)
+    with contextlib.suppress(Exception):
+        from hlgfa_lite.run.allocator import keep_freed_memory  # absolute: this file is loaded on its own
 
-    keep_freed_memory()  # once per process, through ctypes: before the fence, so that fit() finds it done
+        keep_freed_memory()  # once per process, through ctypes: before the fence, so that fit() finds it done
     _append(where["log"], f"{SET} {here}")  # before the fence, which refuses writing the log to anyone but itself
     sys.addaudithook(make_fence(where["write"], where["hide"], [*where["show"], here], where["log"]))
     return True

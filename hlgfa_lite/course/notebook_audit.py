@@ -140,8 +140,8 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
             context = CellContext(dict(notebook), student, frozenset(hidden - set(notebook)), known=True, defs=defs)
             for issue in audit_cell(cell.source, context):
                 own = [cell.exercise] if cell.kind == "answer" and cell.exercise in graded else []
-                if issue.tamper:
-                    hit = sorted(set(own + later))
+                if issue.tamper:  # after the last graded cell: every exercise (it may still reach files, the gradebook)
+                    hit = sorted(set(own + (later or list(graded))))
                 elif cell.kind == "added":  # a cell the student added: what later code takes from it
                     hit = [name for name in later if used(i, name)]
                 else:

@@ -26,6 +26,8 @@ outside the kernel, or in the kernel by the hidden tests – scores 0 (a manual 
 as the answer cell's comment) and is listed, with the reason, in ``own_work_review.csv`` beside the grade table.
 So is every exercise of a hand-in that is a symbolic link (or lies in a linked folder, outside ``DIR``, or is a hard
 link to the course's own notebooks): it could carry the instructor's answers, and is graded as the released notebook.
+Each hand-in's kernels run behind a fence (``hlgfa_lite/course/fence.py``: what any cell may write, read and start);
+what it refused is listed in the review too, with check ``fence``.
 """
 
 from __future__ import annotations

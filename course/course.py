@@ -230,8 +230,7 @@ def fence_findings(log: Path, submitted: Path, sources: list[Path]) -> list[dict
     if kernels < len(handed):
         reason = f"{len(handed) - kernels} grading kernel(s) ran without the fence (see nbgrader's log)"
         for src in handed:
-            rows += [{"notebook": src.stem, "exercise": ex, "check": "fence", "cell": "", "line": "", "reason": reason}
-                     for ex in (c.metadata.nbgrader["grade_id"] for c in _graded_code_cells(src))]  # fmt: skip
+            rows += every_exercise(src, "fence", reason)
     return rows
 
 
@@ -338,9 +337,7 @@ def autograde(
                 if changed:  # the kernel wrote into the grader's copy: nothing it graded counts
                     reason = f"the hand-in changed the grader's files (put back): {', '.join(changed[:3])}"
                     for src in sources[name]:
-                        ids = [c.metadata.nbgrader["grade_id"] for c in _graded_code_cells(src)]
-                        rows += [{"notebook": src.stem, "exercise": ex, "check": "files", "cell": "", "line": "",
-                                  "reason": reason} for ex in ids]  # fmt: skip
+                        rows += every_exercise(src, "files", reason)
                 record_own_work(course, student, name, [src.stem for src in sources[name]], rows)
                 review += [{"student": student, "assignment": name} | row for row in rows]
     rows_table = grade_table(course, sorted(found))
@@ -404,10 +401,14 @@ def prepare_submitted(
             continue
         print(f"refused {handed_in}: {why}", file=sys.stderr, flush=True)
         shutil.copyfile(release, target / src.name)
-        ids = [c.metadata.nbgrader["grade_id"] for c in _graded_code_cells(src)]
-        rows += [{"notebook": src.stem, "exercise": ex, "check": "hand-in", "cell": "", "line": "", "reason": why}
-                 for ex in ids]  # fmt: skip
+        rows += every_exercise(src, "hand-in", why)
     return rows
+
+
+def every_exercise(source: Path, check: str, reason: str) -> list[dict[str, str]]:
+    """Review rows that score every graded exercise of the notebook ``source`` 0, for one ``reason``."""
+    return [{"notebook": source.stem, "exercise": c.metadata.nbgrader["grade_id"], "check": check, "cell": "",
+             "line": "", "reason": reason} for c in _graded_code_cells(source)]  # fmt: skip
 
 
 def _graded_code_cells(source: Path) -> list:

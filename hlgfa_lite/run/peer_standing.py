@@ -76,7 +76,7 @@ def _verdict(ok: bool) -> str:
 
 
 def markdown_table(standings: dict[str, dict]) -> str:
-    """Every set's :func:`standing`: each metric against the best peer, and the two speed ratios."""
+    """Every set's :func:`standing`: each metric against the best peer, and the speed ratios."""
     head = ["set", "seeds", *NAMES.values(), "fit / PatchCore's", "ms per image / PaDiM's", "/ bare backbone's"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in standings.items():

@@ -255,14 +255,18 @@ def test_bf16_search_finds_the_nearest_distance_to_within_a_percent() -> None:
 
 
 def test_chunked_search_equals_the_exact_nearest_distance_across_chunks() -> None:
-    from hlgfa_lite.method.scoring.memory_bank import SEARCH_CHUNK, nearest_sq_distance
+    from hlgfa_lite.method.scoring.memory_bank import MIN_CHUNK, SEARCH_BLOCK, nearest_sq_distance, search_rows
 
     gen = torch.Generator().manual_seed(1)
-    memory = torch.randn(2 * SEARCH_CHUNK + 300, 40, generator=gen)  # two full chunks and a partial one
-    queries = torch.cat([torch.randn(50, 40, generator=gen), memory[-3:] + 0.01])  # nearest in the last chunk
+    queries = torch.randn(SEARCH_BLOCK // MIN_CHUNK, 40, generator=gen)  # MIN_CHUNK rows per block
+    memory = torch.randn(2 * MIN_CHUNK + 100, 40, generator=gen)  # two full chunks and a partial one
+    queries[-3:] = memory[-3:] + 0.01  # nearest in the last chunk
     exact = torch.cdist(queries, memory).pow(2).min(dim=1).values
-    found = nearest_sq_distance(queries, memory, memory.pow(2).sum(dim=1))
+    sq = memory.pow(2).sum(dim=1)
+    found = nearest_sq_distance(queries, memory, sq)
     torch.testing.assert_close(found, exact, rtol=1e-4, atol=1e-3)
+    assert found[-3:].max() < 0.01  # the last chunk was searched
+    torch.testing.assert_close(nearest_sq_distance(queries, memory, sq, rows=search_rows(memory, sq)), found)
 
 
 def test_cell_pool_keeps_the_rows_with_the_smallest_keys_with_their_ids() -> None:

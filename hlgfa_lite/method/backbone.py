@@ -196,4 +196,7 @@ class FrozenBackbone(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        return self.body((images - self.mean) / self.std)
+        x = (images - self.mean) / self.std
+        if x.device.type == "cpu":  # oneDNN's convolutions run ~1.5x faster channels-last (docs/DESIGN.md)
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.body(x)

@@ -175,7 +175,8 @@ class HLGFA(nn.Module):
 
         Levels the map does not use (``used_levels``) are not refined here (they would only cost time).
         """
-        self.eval()
+        if any(part.training for part in self.modules()):  # eval() itself walks every module: ~1 ms an image
+            self.eval()
         gen = self.map_generator
         high, low = self.extractor(images.to(self.device), gen.used_levels)
         vectors: list[torch.Tensor | None] = [None] * len(high)

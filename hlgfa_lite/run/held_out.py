@@ -126,14 +126,18 @@ class _BankLeftOut(NormalModel):
         bank = self.bank
         queries = flat_cells(aggregate(vectors, bank.neighbourhood)).view(b, h * w, -1)
         memory, memory_sq = getattr(bank, f"memory{level}"), getattr(bank, f"memory_sq{level}")
-        low = bank._low_precision(level)  # the search deployment runs (bfloat16 where the CPU has it)
+        rows, low = bank._search_copies(level)  # the search deployment runs (bfloat16 where the CPU has it)
         scale = getattr(bank, f"scale{level}")
         out = []
         for k, i in enumerate(self.batch.ids):
             own = self.own.get((i, level))
             keep = ~own if own is not None else torch.ones(len(memory), dtype=torch.bool, device=memory.device)
             dist = nearest_sq_distance(
-                queries[k].contiguous(), memory[keep], memory_sq[keep], None if low is None else low[keep]
+                queries[k].contiguous(),
+                memory[keep],
+                memory_sq[keep],
+                None if low is None else low[keep],
+                None if rows is None else rows[keep],
             )
             out.append(dist.view(h, w) / scale)
         return torch.stack(out).unsqueeze(1)

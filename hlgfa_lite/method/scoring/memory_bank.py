@@ -39,9 +39,12 @@ sharp at the border; one keeps it defined where a position got no sample (docs/D
 BF16_MIN_CHANNELS = 128
 """bfloat16 search only on levels this wide, where the product dominates; with few channels the argmin
 over the float32 copy of the distance matrix dominates and bfloat16 is slower (docs/DESIGN.md)."""
-SEARCH_CHUNK = 1024
-"""Memory rows compared with the queries at a time (float32 search): the distance block stays in the
-CPU cache instead of a (cells x memory) matrix in RAM (docs/DESIGN.md)."""
+SEARCH_BLOCK = 1 << 18
+"""Distances computed at a time by the float32 search (queries x memory rows, 1 MB, at least
+``MIN_CHUNK`` rows): the block stays in the CPU's cache instead of a (cells x memory) matrix in RAM
+(docs/DESIGN.md)."""
+MIN_CHUNK = 256
+"""Fewest memory rows per block of the float32 search (one product per block: too few rows cost calls)."""
 BORDER_FRACTION = 1 / 8
 """``border`` yardstick: the ring of cells within this fraction of the grid from the edge (32 px at
 256 px: 4 cells at stride 8, 2 at stride 16)."""
@@ -71,19 +74,31 @@ def bf16_search() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def search_rows(memory: torch.Tensor, memory_sq: torch.Tensor) -> torch.Tensor:
+    """The memory as the float32 search reads it: rows ``[-2 m, |m|^2]``, so that one matrix product
+    with the queries ``[q, 1]`` gives ``|m|^2 - 2 q.m`` (no pass over the distances to add ``|m|^2``)."""
+    return torch.cat([memory * -2.0, memory_sq.unsqueeze(1)], dim=1)
+
+
 def nearest_sq_distance(
-    queries: torch.Tensor, memory: torch.Tensor, memory_sq: torch.Tensor, memory_low: torch.Tensor | None = None
+    queries: torch.Tensor,
+    memory: torch.Tensor,
+    memory_sq: torch.Tensor,
+    memory_low: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Squared Euclidean distance of each query row to its nearest memory row.
 
+    ``rows`` is :func:`search_rows` of the memory when the caller keeps it (built here otherwise).
     With ``memory_low`` (a bfloat16 copy of ``memory``) the nearest row is *found* in bfloat16
     and its distance computed exactly in float32 (a near tie may pick the other neighbour)."""
     if memory_low is None:
+        rows = search_rows(memory, memory_sq) if rows is None else rows
+        lifted = torch.cat([queries, queries.new_ones(len(queries), 1)], dim=1)
+        chunk = max(MIN_CHUNK, SEARCH_BLOCK // max(1, len(queries)))
         best = None
-        for start in range(0, len(memory), SEARCH_CHUNK):  # a (queries x chunk) block stays in cache
-            end = start + SEARCH_CHUNK
-            cross = torch.addmm(memory_sq[start:end].unsqueeze(0), queries, memory[start:end].T, alpha=-2.0)
-            nearest = cross.amin(dim=1)  # min over the chunk of |m|^2 - 2 q.m
+        for start in range(0, len(rows), chunk):  # a (queries x chunk) block stays in cache
+            nearest = torch.mm(lifted, rows[start : start + chunk].T).amin(dim=1)  # min of |m|^2 - 2 q.m
             best = nearest if best is None else torch.minimum(best, nearest)
         return (best + queries.pow(2).sum(dim=1)).clamp_min(0.0)
     cross = torch.mm(queries.to(torch.bfloat16), memory_low.T).float()
@@ -162,29 +177,31 @@ class MemoryBankNormalModel(NormalModel):
         YARDSTICKS.pick(yardstick)  # an unknown name fails here, not after the fit
         self.size, self.neighbourhood, self.pool_factor, self.seed = size, neighbourhood, pool_factor, seed
         self.yardstick = yardstick
-        self._bf16: dict[int, tuple[tuple[int, int], torch.Tensor]] = {}
+        self._copies: dict[int, tuple[tuple[int, ...], tuple[torch.Tensor | None, torch.Tensor | None]]] = {}
         for i, (c, g) in enumerate(zip(dims, grid_sizes)):
             self.register_buffer(f"memory{i}", torch.zeros(size, c))
             self.register_buffer(f"memory_sq{i}", torch.zeros(size))
             self.register_buffer(f"scale{i}", torch.ones(g, g))
 
-    def _low_precision(self, level: int) -> torch.Tensor | None:
-        """The bfloat16 copy of a level's memory for the fast search (CPU with native bf16), cached
-        until the memory changes (fit or load_state_dict bump the tensor's version)."""
-        memory = getattr(self, f"memory{level}")
-        if memory.device.type != "cpu" or memory.shape[1] < BF16_MIN_CHANNELS or not bf16_search():
-            return None
-        key = (memory.data_ptr(), memory._version)
-        cached = self._bf16.get(level)
+    def _search_copies(self, level: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(float32 :func:`search_rows`, bfloat16 copy) of a level's memory, the one the search uses set and
+        the other None: bfloat16 on CPUs with native bf16 for wide levels. Cached until the memory changes
+        (fit or load_state_dict bump the tensors' versions)."""
+        memory, memory_sq = getattr(self, f"memory{level}"), getattr(self, f"memory_sq{level}")
+        key = (memory.data_ptr(), memory._version, memory_sq.data_ptr(), memory_sq._version)
+        cached = self._copies.get(level)
         if cached is None or cached[0] != key:
-            cached = self._bf16[level] = (key, memory.to(torch.bfloat16))
+            low = memory.device.type == "cpu" and memory.shape[1] >= BF16_MIN_CHANNELS and bf16_search()
+            copies = (None, memory.to(torch.bfloat16)) if low else (search_rows(memory, memory_sq), None)
+            cached = self._copies[level] = (key, copies)
         return cached[1]
 
     def energy(self, level: int, vectors: torch.Tensor) -> torch.Tensor:
         b, _, h, w = vectors.shape
         queries = flat_cells(aggregate(vectors, self.neighbourhood))
         memory, memory_sq = getattr(self, f"memory{level}"), getattr(self, f"memory_sq{level}")
-        dist = nearest_sq_distance(queries.contiguous(), memory, memory_sq, self._low_precision(level))
+        rows, low = self._search_copies(level)
+        dist = nearest_sq_distance(queries.contiguous(), memory, memory_sq, low, rows)
         return (dist.view(b, h, w) / getattr(self, f"scale{level}")).unsqueeze(1)
 
     def begin_fit(self) -> dict:
@@ -239,16 +256,13 @@ def _normal_distance(
     another image per cell position (shrunk toward the overall mean by ``SCALE_PRIOR`` pseudo-samples),
     and over all positions."""
     pick = torch.randperm(len(cells), generator=gen)[:SCALE_QUERIES].to(cells.device)
-    nearest = torch.cat(
-        [
-            torch.cdist(cells[chunk], memory)
-            .pow(2)
-            .masked_fill(ids[chunk][:, None] == memory_ids[None, :], float("inf"))
-            .min(dim=1)
-            .values
-            for chunk in pick.split(4096)
-        ]
-    )
+    rows, found = search_rows(memory, memory.pow(2).sum(dim=1)), []
+    for chunk in pick.split(1024):
+        queries = cells[chunk]
+        cross = torch.mm(torch.cat([queries, queries.new_ones(len(queries), 1)], dim=1), rows.T)
+        cross.masked_fill_(ids[chunk][:, None] == memory_ids[None, :], float("inf"))  # not its own image
+        found.append(cross.amin(dim=1) + queries.pow(2).sum(dim=1))
+    nearest = torch.cat(found).clamp_min(0.0)
     where = positions[pick]
     ok = torch.isfinite(nearest)
     nearest, where = nearest[ok].double(), where[ok]

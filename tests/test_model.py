@@ -269,6 +269,33 @@ def test_chunked_search_equals_the_exact_nearest_distance_across_chunks() -> Non
     torch.testing.assert_close(nearest_sq_distance(queries, memory, sq, rows=search_rows(memory, sq)), found)
 
 
+def test_the_search_copy_of_a_memory_follows_a_loaded_memory() -> None:
+    """The search reads a cached copy of each level's memory: loading another bank's state must not leave
+    it answering with the old one."""
+    from hlgfa_lite.method.scoring.memory_bank import MemoryBankNormalModel
+
+    def bank(seed: int) -> MemoryBankNormalModel:
+        gen = torch.Generator().manual_seed(seed)
+        found = MemoryBankNormalModel([6], [4], size=16, neighbourhood=1, seed=0, yardstick="global")
+        found.fit([torch.randn(3, 6, 4, 4, generator=gen) + seed] for _ in range(3))
+        return found
+
+    first, second = bank(0), bank(5)
+    queries = torch.randn(2, 6, 4, 4, generator=torch.Generator().manual_seed(9))
+    before = first.energy(0, queries)  # fills the cache
+    first.load_state_dict(second.state_dict())
+    torch.testing.assert_close(first.energy(0, queries), second.energy(0, queries))
+    assert not torch.allclose(before, second.energy(0, queries))
+
+
+def test_the_backbone_gives_the_plain_layout_s_features_on_the_cpu(backbone) -> None:
+    """Channels-last is a speed choice only: the features equal those of the default layout."""
+    images = _images(2, 64)
+    plain = backbone.body((images - backbone.mean) / backbone.std)
+    for fast, slow in zip(backbone(images), plain):
+        torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+
+
 def test_cell_pool_keeps_the_rows_with_the_smallest_keys_with_their_ids() -> None:
     from hlgfa_lite.method.scoring.memory_bank import CellPool
 

@@ -80,6 +80,11 @@ def search_rows(memory: torch.Tensor, memory_sq: torch.Tensor) -> torch.Tensor:
     return torch.cat([memory * -2.0, memory_sq.unsqueeze(1)], dim=1)
 
 
+def lifted(queries: torch.Tensor) -> torch.Tensor:
+    """Queries as the float32 search multiplies them with :func:`search_rows`: ``[q, 1]``."""
+    return torch.cat([queries, queries.new_ones(len(queries), 1)], dim=1)
+
+
 def nearest_sq_distance(
     queries: torch.Tensor,
     memory: torch.Tensor,
@@ -94,11 +99,10 @@ def nearest_sq_distance(
     and its distance computed exactly in float32 (a near tie may pick the other neighbour)."""
     if memory_low is None:
         rows = search_rows(memory, memory_sq) if rows is None else rows
-        lifted = torch.cat([queries, queries.new_ones(len(queries), 1)], dim=1)
-        chunk = max(MIN_CHUNK, SEARCH_BLOCK // max(1, len(queries)))
+        chunk, lifted_queries = max(MIN_CHUNK, SEARCH_BLOCK // max(1, len(queries))), lifted(queries)
         best = None
         for start in range(0, len(rows), chunk):  # a (queries x chunk) block stays in cache
-            nearest = torch.mm(lifted, rows[start : start + chunk].T).amin(dim=1)  # min of |m|^2 - 2 q.m
+            nearest = torch.mm(lifted_queries, rows[start : start + chunk].T).amin(dim=1)  # min of |m|^2 - 2 q.m
             best = nearest if best is None else torch.minimum(best, nearest)
         return (best + queries.pow(2).sum(dim=1)).clamp_min(0.0)
     cross = torch.mm(queries.to(torch.bfloat16), memory_low.T).float()
@@ -184,9 +188,9 @@ class MemoryBankNormalModel(NormalModel):
             self.register_buffer(f"scale{i}", torch.ones(g, g))
 
     def _search_copies(self, level: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(float32 :func:`search_rows`, bfloat16 copy) of a level's memory, the one the search uses set and
-        the other None: bfloat16 on CPUs with native bf16 for wide levels. Cached until the memory changes
-        (fit or load_state_dict bump the tensors' versions)."""
+        """(float32 :func:`search_rows`, bfloat16 copy) of a level's memory; only the one the search reads is
+        built, the other is None (bfloat16 on CPUs with native bf16, wide levels). Cached until the memory
+        changes (fit or load_state_dict bump the tensors' versions)."""
         memory, memory_sq = getattr(self, f"memory{level}"), getattr(self, f"memory_sq{level}")
         key = (memory.data_ptr(), memory._version, memory_sq.data_ptr(), memory_sq._version)
         cached = self._copies.get(level)
@@ -259,7 +263,7 @@ def _normal_distance(
     rows, found = search_rows(memory, memory.pow(2).sum(dim=1)), []
     for chunk in pick.split(1024):
         queries = cells[chunk]
-        cross = torch.mm(torch.cat([queries, queries.new_ones(len(queries), 1)], dim=1), rows.T)
+        cross = torch.mm(lifted(queries), rows.T)
         cross.masked_fill_(ids[chunk][:, None] == memory_ids[None, :], float("inf"))  # not its own image
         found.append(cross.amin(dim=1) + queries.pow(2).sum(dim=1))
     nearest = torch.cat(found).clamp_min(0.0)

@@ -1603,6 +1603,24 @@ def test_tampering_after_the_last_graded_cell_hits_every_exercise_of_the_noteboo
     assert _audit("03", added={"after decompose": [exploring]}) == []
 
 
+def test_a_future_feature_that_changes_how_later_cells_compile_is_tampering() -> None:
+    """The fifth red-team pass: ``barry_as_FLUFL`` made the kernel compile ``<>``, so the audit could not parse the next
+    cell (which rewrote every graded cell to ``pass``: full marks for stubs) and read nothing in it. The feature is
+    refused, and each cell is parsed with the ``__future__`` flags the kernel keeps from the cells before it."""
+    future = "from __future__ import barry_as_FLUFL\n"
+    hijack = (
+        "assert 1 <> 2\n"
+        "get_ipython().input_transformers_post.append(lambda lines: ['pass\\n'] if any('_grader.grade(' in l "
+        "for l in lines) else lines)\n"
+    )
+    stubs = {name: f"def {name}(*args):\n    raise NotImplementedError\n" for name in ("modulate", "gated_residual")}
+    flagged = _flagged(_audit("04", stubs, added={"top": [future, hijack]}))
+    assert {"modulate", "gated_residual"} <= set(flagged)
+    reasons = "\n".join(flagged["gated_residual"])
+    assert "barry_as_FLUFL" in reasons and "cell 2" in reasons and "get_ipython" in reasons, reasons
+    assert _audit("03", added={"top": ["from __future__ import annotations, division\n"]}) == []
+
+
 def test_findings_name_the_line_and_the_reason() -> None:
     findings = _audit("04", {"modulate": ROUTES["batch_norm_by_built_name"][1]})
     assert [(f.exercise, f.line) for f in findings] == [("modulate", 5)]

@@ -19,6 +19,7 @@ from .source_audit import (
     Definitions,
     audit_cell,
     definitions,
+    future_flags,
     global_reads,
     parse_cell,
     scope_bindings,
@@ -52,9 +53,9 @@ class NotebookCell:
     label: str = ""
 
 
-def _module_bindings(source: str) -> dict[str, str]:
+def _module_bindings(source: str, flags: int = 0) -> dict[str, str]:
     """Module-level names a notebook cell binds -> "import <module>" (an import) or ""."""
-    tree = parse_cell(source)
+    tree = parse_cell(source, flags)
     if tree is None:
         return {}
     found = {}
@@ -70,9 +71,9 @@ def _module_bindings(source: str) -> dict[str, str]:
     return found
 
 
-def _exercise_bindings(cell: NotebookCell, function: str) -> list[tuple[int, str]]:
+def _exercise_bindings(cell: NotebookCell, function: str, flags: int = 0) -> list[tuple[int, str]]:
     """How a student cell binds an exercise's function at module level other than by a plain ``def``."""
-    tree = parse_cell(cell.source)
+    tree = parse_cell(cell.source, flags)
     if tree is None:
         return []
     found = []
@@ -116,9 +117,12 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
     bound: dict[int, set[str]] = {}  # student cell -> the names it binds at module level
     loads: dict[int, set[str]] = {}  # student cell -> the names it reads from the namespace
     defs = Definitions()
+    flags = [0]  # before each cell: the __future__ flags the kernel compiles it with
+    for cell in cells:
+        flags.append(flags[-1] | future_flags(parse_cell(cell.source, flags[-1])))
     for i, cell in enumerate(cells):
         if cell.kind in ("answer", "added"):
-            tree = parse_cell(cell.source)
+            tree = parse_cell(cell.source, flags[i])
             defs = defs | definitions(tree) if tree else defs
             bindings = scope_bindings(tree.body) if tree else {}
             for name, exprs in bindings.items():
@@ -137,7 +141,9 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
         label = cell.label or f"cell {i + 1}"
         later = [name for name, at in graded.items() if at > i]
         if cell.kind in ("answer", "added"):
-            context = CellContext(dict(notebook), student, frozenset(hidden - set(notebook)), known=True, defs=defs)
+            context = CellContext(
+                dict(notebook), student, frozenset(hidden - set(notebook)), known=True, defs=defs, flags=flags[i]
+            )
             for issue in audit_cell(cell.source, context):
                 own = [cell.exercise] if cell.kind == "answer" and cell.exercise in graded else []
                 if issue.tamper:  # after the last graded cell: every exercise (it may still reach files, the gradebook)
@@ -150,9 +156,9 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
                     hit = [name for name in hit if exercises[name].batch_norm]
                 findings += [Finding(name, label, issue.line, issue.reason) for name in hit]
             for name in later:
-                for line, reason in _exercise_bindings(cell, exercises[name].function):
+                for line, reason in _exercise_bindings(cell, exercises[name].function, flags[i]):
                     findings.append(Finding(name, label, line, reason))
         else:
-            notebook.update(_module_bindings(cell.source))
+            notebook.update(_module_bindings(cell.source, flags[i]))
     unique = {(f.exercise, f.cell, f.line, f.reason): f for f in findings}
     return sorted(unique.values(), key=lambda f: (graded[f.exercise], f.cell, f.line))

@@ -45,6 +45,13 @@ ALLOWED_MODULES = frozenset(
      "IPython.display", "tqdm"}
 )  # fmt: skip
 """What an answer may import (and submodules, except those in :data:`DENIED_SUBMODULES`)."""
+FUTURE_FEATURES = frozenset(
+    {"annotations", "nested_scopes", "generators", "division", "absolute_import", "with_statement", "print_function",
+     "unicode_literals", "generator_stop"}
+)  # fmt: skip
+"""What ``from __future__ import`` may name: annotations and the features Python 3 always has on. The others change
+how the kernel compiles every later cell (``barry_as_FLUFL`` makes ``<>`` valid), so the audit would not read those
+cells as the kernel runs them."""
 ESCAPES = frozenset(
     {"sys", "os", "builtins", "importlib", "inspect", "gc", "types", "ctypes", "subprocess", "pickle", "marshal",
      "runpy", "pkgutil", "zipimport", "codeop", "code", "linecache", "threading", "weakref", "atexit", "imp",

@@ -35,6 +35,7 @@ answer cell can reach it; the checkers run it again in the kernel on the cell th
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import builtins
@@ -50,6 +51,7 @@ from .rules import (
     ALLOWED_MAGICS,
     DENIED_ATTRIBUTES,
     DYNAMIC,
+    FUTURE_FEATURES,
     HELD_MODULES,
     IPYTHON_NAMES,
     LITERAL_LOOKUP,
@@ -88,15 +90,24 @@ def _transform(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
-def parse_cell(source: str) -> ast.Module | None:
-    """The cell's syntax tree (None if it does not parse: it will fail when run, which grades it)."""
-    try:
-        return ast.parse(_transform(source))
-    except (SyntaxError, ValueError):
+def parse_cell(source: str, flags: int = 0) -> ast.Module | None:
+    """The cell's syntax tree (None if it does not parse: it will fail when run, which grades it), compiled
+    with the ``__future__`` ``flags`` earlier cells left on (:func:`future_flags`), as the kernel compiles it."""
+    for text in (_transform(source), source):
         try:
-            return ast.parse(source)
+            return compile(text, "<cell>", "exec", ast.PyCF_ONLY_AST | flags, dont_inherit=True)
         except (SyntaxError, ValueError):
-            return None
+            continue
+    return None
+
+
+def future_flags(tree: ast.Module | None) -> int:
+    """The compiler flags of a cell's ``from __future__`` imports: the kernel keeps them on for every later cell."""
+    flags = 0
+    for node in tree.body if tree else []:
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            flags |= sum(getattr(__future__, a.name).compiler_flag for a in node.names if hasattr(__future__, a.name))
+    return flags
 
 
 def _dotted(node: ast.AST) -> str:
@@ -306,6 +317,8 @@ class CellContext:
     """In the kernel: the function's globals, to tell the student's own objects from modules and library objects."""
     defs: Definitions = field(default_factory=lambda: Definitions())
     """What the student's cells define (:func:`definitions` of each, together)."""
+    flags: int = 0
+    """The ``__future__`` compiler flags earlier cells left on (:func:`future_flags`)."""
 
 
 class _Audit(ast.NodeVisitor):
@@ -525,6 +538,11 @@ class _Audit(ast.NodeVisitor):
             self._report(node, f"relative import from {module}", tamper=True)
             return
         self._import(node, module, node.names)
+        if module == "__future__":
+            for alias in node.names:
+                if alias.name not in FUTURE_FEATURES:
+                    reason = f"from __future__ import {alias.name} changes how every later cell compiles"
+                    self._report(node, f"{reason} (annotations only, or a feature Python 3 has on)", tamper=True)
         for alias in node.names:
             if module_allowed(module) and not module_allowed(f"{module}.{alias.name}") and alias.name != "*":
                 self._report(node, f"imports {module}.{alias.name} (torch's internals or code from files)", tamper=True)
@@ -747,10 +765,11 @@ def global_reads(tree: ast.Module) -> set[str]:
 
 def audit_cell(source: str, context: CellContext | None = None) -> list[Issue]:
     """What ``source`` (one notebook cell, magics allowed) does that an answer may not, line by line."""
-    tree = parse_cell(source)
+    context = context or CellContext()
+    tree = parse_cell(source, context.flags)
     if tree is None:
         return []
-    audit = _Audit(tree, context or CellContext())
+    audit = _Audit(tree, context)
     for stmt in tree.body:
         audit.visit(stmt)
     audit.rebinds()

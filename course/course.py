@@ -207,7 +207,8 @@ def fence_env(env: dict[str, str], scratch: Path, hidden: list[Path], workdir: P
     startup.mkdir(parents=True)
     (startup / "00-fence.py").write_text(fence.startup_file(env["HLGFA_GRADER"]))
     config = ipython / "profile_default" / "ipython_kernel_config.py"
-    config.write_text('c.HistoryManager.hist_file = ":memory:"\n')  # no history file to write
+    # no history file to write; a magic runs only when typed with its % (the source audit reads it so)
+    config.write_text('c.HistoryManager.hist_file = ":memory:"\nc.InteractiveShell.automagic = False\n')
     for sub in ("tmp", "matplotlib"):
         (writable / sub).mkdir(parents=True)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -256,16 +257,25 @@ def prepare_hand_in(handed_in: Path, source: Path, release: Path, target: Path) 
 
 
 def _runtime_findings(autograded: Path, notebook: str) -> list[dict[str, str]]:
-    """The own-work rejections the hidden tests raised in the kernel (from the graded copy's outputs)."""
+    """The own-work rejections the hidden tests raised in the kernel, and every exercise of the notebook when the kernel
+    ran a cell the source audit cannot read (grading.unread_cells); from the graded copy's outputs."""
     import nbformat
 
     from hlgfa_lite.course import grading
 
     if not autograded.is_file():
         return []
-    found = grading.runtime_findings(nbformat.read(autograded, 4))
-    return [{"notebook": notebook, "exercise": ex, "check": "kernel", "cell": f"graded cell {ex}", "line": "",
+    graded = nbformat.read(autograded, 4)
+    found = grading.runtime_findings(graded)
+    rows = [{"notebook": notebook, "exercise": ex, "check": "kernel", "cell": f"graded cell {ex}", "line": "",
              "reason": reason} for ex, reason in found.items()]  # fmt: skip
+    unread = grading.unread_cells(graded)
+    if unread:  # the audit read nothing in them: nothing the notebook graded counts
+        reason = (f"{', '.join(unread)}: the kernel ran code the grader cannot read (it does not parse as Python; "
+                  "a magic needs its %)")  # fmt: skip
+        rows += [{"notebook": notebook, "exercise": c.metadata.nbgrader["grade_id"], "check": "kernel", "cell": "",
+                  "line": "", "reason": reason} for c in _graded_code_cells(autograded)]  # fmt: skip
+    return rows
 
 
 def record_own_work(course: Path, student: str, assignment: str, notebooks: list[str], rows: list[dict]) -> None:

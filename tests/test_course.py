@@ -389,6 +389,12 @@ for attempt in (lambda: np.memmap(grader, dtype=np.uint8, mode="r+"), lambda: np
         print(exc)
 """
 """A cell that rewrites the grader's copy through numpy (the fourth red-team pass) and reads the solutions."""
+AUTOMAGIC_CELL = (
+    "prun -q exec(\"get_ipython().input_transformers_post.append(lambda lines: ['pass\\\\n'] "
+    "if any('_grader.grade(' in l for l in lines) else lines)\")"
+)
+"""One line that is not Python: with IPython's automagic it runs %prun, which installs a transformer that turns every
+graded cell (hidden tests included) into ``pass`` (a red-team pass)."""
 
 
 def _add_after(notebook: Path, grade_id: str, source: str) -> None:
@@ -401,9 +407,10 @@ def _add_after(notebook: Path, grade_id: str, source: str) -> None:
 
 @pytest.fixture(scope="module")
 def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """One autograde run through course.py over seven students (twelve notebooks): the instructor version, one wrong
+    """One autograde run through course.py over eight students (thirteen notebooks): the instructor version, one wrong
     answer, the gaming hand-in of issue #26, partial answers, a route only the kernel sees plus a monkeypatch, a hand-in
-    that is a symbolic link to the instructor's notebook, and one that tries the grader's files (the fence)."""
+    that is a symbolic link to the instructor's notebook, one that tries the grader's files (the fence), and stubs
+    behind a magic typed without its % (which the source audit cannot parse)."""
     course, base = course_copy["course"], course_copy["base"]
     hand_ins = base / "hand_ins"
     (hand_ins / "instructor").mkdir(parents=True)
@@ -425,6 +432,9 @@ def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
     fencer = hand_ins / "fencer" / s03.name  # honest answers, and a cell that tries the grader's files (the fence)
     _fill(course / "release" / s03.parent.name / s03.name, _answers(s03), fencer)
     _add_after(fencer, "decompose", FENCED_CELL.format(solution=str(course / "source" / s03.parent.name / s03.name)))
+    s04 = AUTOGRADED[1]  # the stubs, and a magic typed without % that rewrites the graded cells (a red-team pass)
+    _fill(course / "release" / s04.parent.name / s04.name, {}, hand_ins / "magician" / s04.name)
+    _add_after(hand_ins / "magician" / s04.name, "modulate", AUTOMAGIC_CELL)
     (hand_ins / "linker").mkdir()  # a link to the instructor's notebook: the answers, were it followed
     (hand_ins / "linker" / s03.name).symlink_to(course / "source" / s03.parent.name / s03.name)
     table = base / "grades.csv"
@@ -533,6 +543,16 @@ def test_a_route_only_the_kernel_sees_and_a_monkeypatch_in_an_added_cell_are_cau
         # the kernel's grader sees the swapped torch.sigmoid too (grading.changed_torch): 0 there already
         assert grade.score == 0 and grade.auto_score == 0, (grade.auto_score, grade.manual_score)
         assert "monkeypatching" in comment.manual_comment, comment.manual_comment
+
+
+@pytest.mark.notebooks
+def test_a_magic_typed_without_its_percent_sign_does_not_run_in_the_grading_kernel(
+    grades: dict[str, dict[str, str]], review: list[dict[str, str]]
+) -> None:
+    """A red-team pass: IPython's automagic ran ``prun -q exec(...)``, a line the source audit cannot parse, which
+    rewrote the graded cells to ``pass`` (3/3 for stubs, nothing listed). The grading kernel has automagic off."""
+    row = grades["magician"]
+    assert float(row[f"{N04}/modulate"]) == 0 and float(row[f"{N04}/gated_residual"]) == 0, row
 
 
 @pytest.mark.notebooks

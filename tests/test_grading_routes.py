@@ -1621,6 +1621,27 @@ def test_a_future_feature_that_changes_how_later_cells_compile_is_tampering() ->
     assert _audit("03", added={"top": ["from __future__ import annotations, division\n"]}) == []
 
 
+def test_cells_the_kernel_ran_but_the_audit_cannot_parse_are_listed() -> None:
+    """The audit reads nothing in a cell it cannot parse, safe only if the kernel could not compile it either: an
+    executed cell without a syntax error in its outputs was compiled another way (a magic typed without %)."""
+    def cell(source: str, count: int | None, ename: str | None = None) -> nbformat.NotebookNode:
+        found = nbformat.v4.new_code_cell(source, execution_count=count)
+        if ename:
+            found.outputs = [nbformat.v4.new_output("error", ename=ename, evalue="", traceback=[])]
+        return found
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        cell("x = 1", 1),
+        cell("prun -q exec('...')", 2),  # ran as %prun: listed
+        cell("def f(:\n    pass", 3, "SyntaxError"),  # an honest syntax error: not listed
+        cell("pip install x", None),  # never ran: not listed
+        nbformat.v4.new_markdown_cell("prun is a magic"),
+        cell("from __future__ import annotations\nprint(x)", 4),
+    ]
+    assert grading.unread_cells(nb) == ["cell 2"]
+
+
 def test_findings_name_the_line_and_the_reason() -> None:
     findings = _audit("04", {"modulate": ROUTES["batch_norm_by_built_name"][1]})
     assert [(f.exercise, f.line) for f in findings] == [("modulate", 5)]

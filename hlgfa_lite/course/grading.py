@@ -295,6 +295,28 @@ MARKER = "write it yourself"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+SYNTAX_ERRORS = frozenset({"SyntaxError", "IndentationError", "TabError"})
+"""What a kernel raises for a cell it cannot compile."""
+
+
+def unread_cells(graded: Any) -> list[str]:
+    """Cells of an autograded notebook that the kernel ran but the source audit cannot parse (it read nothing in
+    them): the kernel compiled them another way than the audit (a magic typed without ``%``, a compiler flag …).
+    A cell neither can compile shows a syntax error in its outputs and is not listed."""
+    from .source_audit import future_flags, parse_cell
+
+    found, flags = [], 0
+    for i, cell in enumerate(graded.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        tree = parse_cell(cell.get("source", ""), flags)
+        errors = {o.get("ename") for o in cell.get("outputs", []) if o.get("output_type") == "error"}
+        if tree is None and cell.get("execution_count") is not None and not errors & SYNTAX_ERRORS:
+            found.append(f"cell {i + 1}")
+        flags |= future_flags(tree)
+    return found
+
+
 def runtime_findings(graded: Any) -> dict[str, str]:
     """grade_id -> the own-work rejection a graded cell of an autograded notebook raised (in the kernel)."""
     found = {}

@@ -1638,8 +1638,19 @@ def test_cells_the_kernel_ran_but_the_audit_cannot_parse_are_listed() -> None:
         cell("pip install x", None),  # never ran: not listed
         nbformat.v4.new_markdown_cell("prun is a magic"),
         cell("from __future__ import annotations\nprint(x)", 4),
+        cell("prun -q exec('...')\n", 5, "SyntaxError"),  # ran, then raised SyntaxError itself: listed
     ]
-    assert grading.unread_cells(nb) == ["cell 2"]
+    nb.cells[-1].outputs[0].traceback = ["Traceback (most recent call last):\n", "  Cell In[5], line 2\n"]
+    assert grading.unread_cells(nb) == ["cell 2", "cell 7"]
+
+
+def test_magics_take_only_arguments_the_grader_can_read() -> None:
+    """The third pass of the day: ``%matplotlib module://X`` imports any module X (the work folder is on the path and
+    writable), and ``%time`` drops tokens that abbreviate ``--no-raise-error`` before it runs the line."""
+    for cell in ("%matplotlib module://m\n", "%matplotlib -l\n", "%who os; import os\n", "%time x = 1 --n\n"):
+        assert set(_flagged(_audit("04", added={"top": [cell]}))) == {"modulate", "gated_residual"}, cell
+    for cell in ("%matplotlib inline\n", "%matplotlib\n", "torch.nn?\n", "%who Tensor\n", "%time y = 2\n"):
+        assert _audit("04", added={"top": [cell]}) == [], cell
 
 
 def test_findings_name_the_line_and_the_reason() -> None:

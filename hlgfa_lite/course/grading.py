@@ -299,6 +299,17 @@ SYNTAX_ERRORS = frozenset({"SyntaxError", "IndentationError", "TabError"})
 """What a kernel raises for a cell it cannot compile."""
 
 
+def _failed_to_compile(cell: Any) -> bool:
+    """Whether a cell's outputs show the kernel's compile error: a syntax error without a traceback of code that ran
+    (``raise SyntaxError()`` at the end of a cell that ran has one)."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error" and output.get("ename") in SYNTAX_ERRORS:
+            lines = [_ANSI.sub("", line) for line in output.get("traceback", [])]
+            if not any(line.startswith("Traceback (most recent call last)") for line in lines):
+                return True
+    return False
+
+
 def unread_cells(graded: Any) -> list[str]:
     """Cells of an autograded notebook that the kernel ran but the source audit cannot parse (it read nothing in
     them): the kernel compiled them another way than the audit (a magic typed without ``%``, a compiler flag …).
@@ -310,8 +321,7 @@ def unread_cells(graded: Any) -> list[str]:
         if cell.get("cell_type") != "code":
             continue
         tree = parse_cell(cell.get("source", ""), flags)
-        errors = {o.get("ename") for o in cell.get("outputs", []) if o.get("output_type") == "error"}
-        if tree is None and cell.get("execution_count") is not None and not errors & SYNTAX_ERRORS:
+        if tree is None and cell.get("execution_count") is not None and not _failed_to_compile(cell):
             found.append(f"cell {i + 1}")
         flags |= future_flags(tree)
     return found

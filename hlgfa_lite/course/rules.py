@@ -99,6 +99,15 @@ DENIED_ATTRIBUTES = frozenset(
 kernel's fence, :mod:`.fence`, refuses what any route writes), computed look-ups (``typing.get_type_hints`` and
 ``string.Formatter().get_field`` evaluate strings) or torch's internals, on any object."""
 ALLOWED_MAGICS = frozenset({"matplotlib", "pinfo", "pinfo2", "time", "timeit", "who", "whos"})
+MAGIC_ARGUMENTS = {
+    "matplotlib": re.compile(r"^\s*(inline|widget|ipympl)?\s*$"),
+    "pinfo": re.compile(r"^[\w.\s]*$"),
+    "pinfo2": re.compile(r"^[\w.\s]*$"),
+    "who": re.compile(r"^[\w\s]*$"),
+    "whos": re.compile(r"^[\w\s]*$"),
+}
+"""What the allowed magics other than %time/%timeit may take (their arguments are not Python the audit reads:
+``%matplotlib module://X`` imports any module X)."""
 IPYTHON_NAMES = re.compile(r"^(In|Out|_ih|_oh|_dh|_i+|_+|_i?\d+|exit|quit|get_ipython)$")
 NORM = re.compile(
     r"batch_?norm|instance_?norm|layer_?norm|group_?norm|rms_?norm|local_?response_?norm|normaliz|norm_?base|syncbn",

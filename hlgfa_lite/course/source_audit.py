@@ -55,6 +55,7 @@ from .rules import (
     HELD_MODULES,
     IPYTHON_NAMES,
     LITERAL_LOOKUP,
+    MAGIC_ARGUMENTS,
     NORM,
     module_allowed,
 )
@@ -650,7 +651,9 @@ class _Audit(ast.NodeVisitor):
         if timing and func.attr in ("run_line_magic", "run_cell_magic"):  # type: ignore[union-attr]
             line = args[1] if len(args) > 1 else ""  # %%timeit's line is its setup code, run unread
             cell = func.attr == "run_cell_magic"  # type: ignore[union-attr]
-            if not isinstance(line, str) or (line.strip() if cell else line.lstrip().startswith("-")):
+            dashed = isinstance(line, str) and any(token.startswith("--") for token in line.split())
+            if not isinstance(line, str) or (line.strip() if cell else line.lstrip().startswith("-")) or dashed:
+                # IPython drops tokens that abbreviate --no-raise-error before it runs the line
                 self._report(node, f"runs %{magic} with options or setup code the grader does not read: time "
                                    "the call alone", tamper=True)  # fmt: skip
                 return True
@@ -658,6 +661,10 @@ class _Audit(ast.NodeVisitor):
                 self._report(node, f"runs %{magic} on code that is not Python the grader can read", tamper=True)
                 return True
         if func.attr in ("run_line_magic", "run_cell_magic") and magic in ALLOWED_MAGICS:  # type: ignore[union-attr]
+            allowed = MAGIC_ARGUMENTS.get(magic)
+            if allowed is not None and not (len(args) > 1 and isinstance(args[1], str) and allowed.match(args[1])):
+                self._report(node, f"runs %{magic} with arguments the grader does not read", tamper=True)
+                return True
             code = args[-1] if timing else None
             if isinstance(code, str):
                 tree = parse_cell(code)

@@ -273,8 +273,7 @@ def _runtime_findings(autograded: Path, notebook: str) -> list[dict[str, str]]:
     if unread:  # the audit read nothing in them: nothing the notebook graded counts
         reason = (f"{', '.join(unread)}: the kernel ran code the grader cannot read (it does not parse as Python; "
                   "a magic needs its %)")  # fmt: skip
-        rows += [{"notebook": notebook, "exercise": c.metadata.nbgrader["grade_id"], "check": "kernel", "cell": "",
-                  "line": "", "reason": reason} for c in _graded_code_cells(autograded)]  # fmt: skip
+        rows += every_exercise(autograded, "kernel", reason)  # the graded copy: the source's name and cells
     return rows
 
 

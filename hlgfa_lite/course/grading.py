@@ -314,17 +314,12 @@ def unread_cells(graded: Any) -> list[str]:
     """Cells of an autograded notebook that the kernel ran but the source audit cannot parse (it read nothing in
     them): the kernel compiled them another way than the audit (a magic typed without ``%``, a compiler flag …).
     A cell neither can compile shows a syntax error in its outputs and is not listed."""
-    from .source_audit import future_flags, parse_cell
+    from .source_audit import parse_cells
 
-    found, flags = [], 0
-    for i, cell in enumerate(graded.cells):
-        if cell.get("cell_type") != "code":
-            continue
-        tree = parse_cell(cell.get("source", ""), flags)
-        if tree is None and cell.get("execution_count") is not None and not _failed_to_compile(cell):
-            found.append(f"cell {i + 1}")
-        flags |= future_flags(tree)
-    return found
+    code = [(i, cell) for i, cell in enumerate(graded.cells) if cell.get("cell_type") == "code"]
+    parsed = parse_cells(cell.get("source", "") for _, cell in code)
+    return [f"cell {i + 1}" for (i, cell), (tree, _) in zip(code, parsed)
+            if tree is None and cell.get("execution_count") is not None and not _failed_to_compile(cell)]  # fmt: skip
 
 
 def runtime_findings(graded: Any) -> dict[str, str]:

@@ -19,9 +19,9 @@ from .source_audit import (
     Definitions,
     audit_cell,
     definitions,
-    future_flags,
     global_reads,
     parse_cell,
+    parse_cells,
     scope_bindings,
 )
 
@@ -71,9 +71,9 @@ def _module_bindings(source: str, flags: int = 0) -> dict[str, str]:
     return found
 
 
-def _exercise_bindings(cell: NotebookCell, function: str, flags: int = 0) -> list[tuple[int, str]]:
-    """How a student cell binds an exercise's function at module level other than by a plain ``def``."""
-    tree = parse_cell(cell.source, flags)
+def _exercise_bindings(cell: NotebookCell, tree: ast.Module | None, function: str) -> list[tuple[int, str]]:
+    """How a student cell (``tree``: its syntax tree) binds an exercise's function at module level other than by a
+    plain ``def``."""
     if tree is None:
         return []
     found = []
@@ -117,12 +117,11 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
     bound: dict[int, set[str]] = {}  # student cell -> the names it binds at module level
     loads: dict[int, set[str]] = {}  # student cell -> the names it reads from the namespace
     defs = Definitions()
-    flags = [0]  # before each cell: the __future__ flags the kernel compiles it with
-    for cell in cells:
-        flags.append(flags[-1] | future_flags(parse_cell(cell.source, flags[-1])))
+    parsed = parse_cells(cell.source for cell in cells)  # each cell as the kernel compiles it
+    flags = [f for _, f in parsed]
     for i, cell in enumerate(cells):
         if cell.kind in ("answer", "added"):
-            tree = parse_cell(cell.source, flags[i])
+            tree = parsed[i][0]
             defs = defs | definitions(tree) if tree else defs
             bindings = scope_bindings(tree.body) if tree else {}
             for name, exprs in bindings.items():
@@ -156,7 +155,7 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
                     hit = [name for name in hit if exercises[name].batch_norm]
                 findings += [Finding(name, label, issue.line, issue.reason) for name in hit]
             for name in later:
-                for line, reason in _exercise_bindings(cell, exercises[name].function, flags[i]):
+                for line, reason in _exercise_bindings(cell, parsed[i][0], exercises[name].function):
                     findings.append(Finding(name, label, line, reason))
         else:
             notebook.update(_module_bindings(cell.source, flags[i]))

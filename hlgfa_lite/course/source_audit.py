@@ -41,7 +41,7 @@ import ast
 import builtins
 import re
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +109,17 @@ def future_flags(tree: ast.Module | None) -> int:
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":
             flags |= sum(getattr(__future__, a.name).compiler_flag for a in node.names if hasattr(__future__, a.name))
     return flags
+
+
+def parse_cells(sources: Iterable[str]) -> list[tuple[ast.Module | None, int]]:
+    """Each cell's syntax tree and the ``__future__`` flags it is compiled with, cells run in this order (the
+    kernel keeps the flags a cell's imports set for every later cell)."""
+    parsed, flags = [], 0
+    for source in sources:
+        tree = parse_cell(source, flags)
+        parsed.append((tree, flags))
+        flags |= future_flags(tree)
+    return parsed
 
 
 def _dotted(node: ast.AST) -> str:
@@ -657,7 +668,7 @@ class _Audit(ast.NodeVisitor):
                 self._report(node, f"runs %{magic} with options or setup code the grader does not read: time "
                                    "the call alone", tamper=True)  # fmt: skip
                 return True
-            if not (isinstance(args[-1], str) and parse_cell(args[-1]) is not None):
+            if not (isinstance(args[-1], str) and parse_cell(args[-1], self.context.flags) is not None):
                 self._report(node, f"runs %{magic} on code that is not Python the grader can read", tamper=True)
                 return True
         if func.attr in ("run_line_magic", "run_cell_magic") and magic in ALLOWED_MAGICS:  # type: ignore[union-attr]
@@ -667,7 +678,7 @@ class _Audit(ast.NodeVisitor):
                 return True
             code = args[-1] if timing else None
             if isinstance(code, str):
-                tree = parse_cell(code)
+                tree = parse_cell(code, self.context.flags)
                 if tree is not None:
                     inner = _Audit(tree, self.context)
                     inner.scopes = [*self.scopes, _Scope("function", scope_bindings(tree.body))]

@@ -207,8 +207,10 @@ def fence_env(env: dict[str, str], scratch: Path, hidden: list[Path], workdir: P
     startup.mkdir(parents=True)
     (startup / "00-fence.py").write_text(fence.startup_file(env["HLGFA_GRADER"]))
     config = ipython / "profile_default" / "ipython_kernel_config.py"
-    # no history file to write; a magic runs only when typed with its % (the source audit reads it so)
-    config.write_text('c.HistoryManager.hist_file = ":memory:"\nc.InteractiveShell.automagic = False\n')
+    # no history file to write; a line runs as the source audit reads it: a magic only when typed with its %, a name
+    # in a cell of its own as that name (not as the Macro or autocall object it names)
+    config.write_text('c.HistoryManager.hist_file = ":memory:"\nc.InteractiveShell.automagic = False\n'
+                      "c.MacroChecker.enabled = False\nc.IPyAutocallChecker.enabled = False\n")
     for sub in ("tmp", "matplotlib"):
         (writable / sub).mkdir(parents=True)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -248,32 +250,49 @@ def prepare_hand_in(handed_in: Path, source: Path, release: Path, target: Path) 
         print(f"{handed_in}: not a readable notebook ({exc}); hand it in again from Jupyter", file=sys.stderr)
         shutil.copyfile(handed_in, target)
         return []
-    notebook, roles = grading.graded_notebook(handed, nbformat.read(release, 4))
-    nbformat.write(notebook, target)
-    findings = grading.audit(notebook, roles, nbformat.read(source, 4))
+    try:
+        notebook, roles = grading.graded_notebook(handed, nbformat.read(release, 4))
+        nbformat.write(notebook, target)
+        findings = grading.audit(notebook, roles, nbformat.read(source, 4))
+    except Exception as exc:  # a notebook's JSON of the wrong shape (a cell's source a number): grade the others
+        why = f"not a notebook the grader can read ({type(exc).__name__}: {str(exc)[:200]}); hand it in again"
+        print(f"{handed_in}: {why}", file=sys.stderr)
+        shutil.copyfile(release, target)
+        return every_exercise(source, "hand-in", why)
     rows = [{"exercise": f.exercise, "check": "source", "cell": f.cell, "line": str(f.line), "reason": f.reason}
             for f in findings]  # fmt: skip
     return [{"notebook": source.stem} | row for row in rows]
 
 
 def _runtime_findings(autograded: Path, notebook: str) -> list[dict[str, str]]:
-    """The own-work rejections the hidden tests raised in the kernel, and every exercise of the notebook when the kernel
-    ran a cell the source audit cannot read (grading.unread_cells); from the graded copy's outputs."""
+    """The own-work rejections the hidden tests raised in the kernel, from the graded copy's outputs."""
     import nbformat
 
     from hlgfa_lite.course import grading
 
     if not autograded.is_file():
         return []
-    graded = nbformat.read(autograded, 4)
-    found = grading.runtime_findings(graded)
-    rows = [{"notebook": notebook, "exercise": ex, "check": "kernel", "cell": f"graded cell {ex}", "line": "",
+    found = grading.runtime_findings(nbformat.read(autograded, 4))
+    return [{"notebook": notebook, "exercise": ex, "check": "kernel", "cell": f"graded cell {ex}", "line": "",
              "reason": reason} for ex, reason in found.items()]  # fmt: skip
-    unread = grading.unread_cells(graded)
-    if unread:  # the audit read nothing in them: nothing the notebook graded counts
-        reason = (f"{', '.join(unread)}: the kernel ran code the grader cannot read (it does not parse as Python; "
-                  "a magic needs its %)")  # fmt: skip
-        rows += every_exercise(autograded, "kernel", reason)  # the graded copy: the source's name and cells
+
+
+def kernel_findings(log: Path, autograded: Path, sources: list[Path]) -> list[dict[str, str]]:
+    """Every exercise of a notebook whose kernel ran something other than the cells the source audit read, from the
+    fence's log of what the kernels executed (hlgfa_lite/course/kernel_runs.py); code of no cell counts against every
+    notebook of the hand-in."""
+    import nbformat
+
+    from hlgfa_lite.course import fence, kernel_runs
+
+    graded = {src.stem: autograded / src.name for src in sources if (autograded / src.name).is_file()}
+    if not graded:
+        return []
+    notebooks = {name: nbformat.read(path, 4) for name, path in graded.items()}
+    rows = []
+    for name, reasons in kernel_runs.unexplained_runs(notebooks, fence.read_runs(log)).items():
+        for path in [graded[name]] if name else graded.values():  # the graded copy: the source's name and cells
+            rows += every_exercise(path, "kernel", "; ".join(reasons[:3]))
     return rows
 
 
@@ -342,6 +361,7 @@ def autograde(
                 fenced = fence_env(env, scratch, hidden, Path(env["HLGFA_WORKDIR"]), log)
                 rows = _autograde_one(course, fenced, student, name, folder, sources[name], failures, submissions)
                 rows += fence_findings(log, course / "submitted" / student / name, sources[name])
+                rows += kernel_findings(log, course / "autograded" / student / name, sources[name])
                 changed = restore_package(snapshot, package)
                 if changed:  # the kernel wrote into the grader's copy: nothing it graded counts
                     reason = f"the hand-in changed the grader's files (put back): {', '.join(changed[:3])}"

@@ -298,6 +298,24 @@ def test_student_build_refuses_a_leak(tmp_path: Path) -> None:
         tool.student(tmp_path / "out", repo=repo)
 
 
+def test_a_hand_in_of_the_wrong_shape_is_graded_as_released_and_the_others_are_graded(tmp_path: Path) -> None:
+    """A cell whose source is a number passed nbformat's reader and stopped the grading run for every student
+    (the seventh red-team pass): that hand-in is graded as the released notebook and each exercise is listed."""
+    import json
+
+    source = AUTOGRADED[0]
+    release = REPO / "notebooks" / source.name
+    raw = json.loads(release.read_text())
+    answer = next(c for c in raw["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("solution"))
+    answer["source"] = 5
+    handed_in, target = tmp_path / "hand_in.ipynb", tmp_path / "graded.ipynb"
+    handed_in.write_text(json.dumps(raw))
+    rows = _course_tool().prepare_hand_in(handed_in, source, release, target)
+    assert [(r["exercise"], r["check"]) for r in rows] == [("decompose", "hand-in")], rows
+    assert "not a notebook the grader can read" in rows[0]["reason"], rows
+    assert nbformat.read(target, 4).cells == nbformat.read(release, 4).cells
+
+
 def test_a_linked_hand_in_is_refused_and_graded_as_the_released_notebook(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -395,6 +413,13 @@ AUTOMAGIC_CELL = (
 )
 """One line that is not Python: with IPython's automagic it runs %prun, which installs a transformer that turns every
 graded cell (hidden tests included) into ``pass`` (a red-team pass)."""
+WIDGET_CELL = (
+    "from tqdm.notebook import IProgress\n\nIProgress().comm.kernel.shell.input_transformers_post.append(lambda lines: "
+    "['pass\\n'] if any('_grader.grade(' in l for l in lines) else lines)\n"
+)
+"""The same transformer installed through the kernel's shell, reached from a progress bar's widget (the seventh
+red-team pass: 3/3 for stubs, nothing listed): the source audit refuses it, and the kernel's log shows that the graded
+cells ran other code than their text."""
 
 
 def _add_after(notebook: Path, grade_id: str, source: str) -> None:
@@ -407,10 +432,10 @@ def _add_after(notebook: Path, grade_id: str, source: str) -> None:
 
 @pytest.fixture(scope="module")
 def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """One autograde run through course.py over eight students (thirteen notebooks): the instructor version, one wrong
+    """One autograde run through course.py over nine students (fourteen notebooks): the instructor version, one wrong
     answer, the gaming hand-in of issue #26, partial answers, a route only the kernel sees plus a monkeypatch, a hand-in
-    that is a symbolic link to the instructor's notebook, one that tries the grader's files (the fence), and stubs
-    behind a magic typed without its % (which the source audit cannot parse)."""
+    that is a symbolic link to the instructor's notebook, one that tries the grader's files (the fence), stubs behind a
+    magic typed without its % (which the source audit cannot parse), and stubs behind the kernel's shell."""
     course, base = course_copy["course"], course_copy["base"]
     hand_ins = base / "hand_ins"
     (hand_ins / "instructor").mkdir(parents=True)
@@ -435,6 +460,8 @@ def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
     s04 = AUTOGRADED[1]  # the stubs, and a magic typed without % that rewrites the graded cells (a red-team pass)
     _fill(course / "release" / s04.parent.name / s04.name, {}, hand_ins / "magician" / s04.name)
     _add_after(hand_ins / "magician" / s04.name, "modulate", AUTOMAGIC_CELL)
+    _fill(course / "release" / s04.parent.name / s04.name, {}, hand_ins / "shell" / s04.name)
+    _add_after(hand_ins / "shell" / s04.name, "modulate", WIDGET_CELL)
     (hand_ins / "linker").mkdir()  # a link to the instructor's notebook: the answers, were it followed
     (hand_ins / "linker" / s03.name).symlink_to(course / "source" / s03.parent.name / s03.name)
     table = base / "grades.csv"
@@ -553,6 +580,20 @@ def test_a_magic_typed_without_its_percent_sign_does_not_run_in_the_grading_kern
     rewrote the graded cells to ``pass`` (3/3 for stubs, nothing listed). The grading kernel has automagic off."""
     row = grades["magician"]
     assert float(row[f"{N04}/modulate"]) == 0 and float(row[f"{N04}/gated_residual"]) == 0, row
+
+
+@pytest.mark.notebooks
+def test_graded_cells_that_ran_other_code_than_their_text_score_zero(
+    grades: dict[str, dict[str, str]], review: list[dict[str, str]]
+) -> None:
+    """The seventh red-team pass rewrote the graded cells through the kernel's shell; whatever the route, the fence's
+    log of what the kernel ran shows code that is not the graded cells' text (hlgfa_lite/course/kernel_runs.py)."""
+    row = grades["shell"]
+    assert float(row[f"{N04}/modulate"]) == 0 and float(row[f"{N04}/gated_residual"]) == 0, row
+    ran = [r for r in review if r["student"] == "shell" and r["check"] == "kernel"]
+    assert {r["exercise"] for r in ran} == {"modulate", "gated_residual"}, review
+    assert "ran other code than the cell's text" in ran[0]["reason"], ran
+    assert not [r for r in review if r["check"] == "kernel" and r["student"] in ("instructor", "one_wrong")], review
 
 
 @pytest.mark.notebooks

@@ -1573,6 +1573,33 @@ ROUTES["added_cell_binds_the_library_by_a_walrus_in_a_comprehension"] = (  # the
     "def my_decompose(features, kernel):\n    return lib.decompose(features, kernel)\n",
     ["import hlgfa_lite.method.blocks as B\n\n[lib := B for _ in (1,)]\n"],
 )
+_STUB = "def modulate(x, gamma, beta):\n    raise NotImplementedError\n"
+_REWRITE = ("input_transformers_post.append(lambda lines: ['pass\\n'] if any('_grader.grade(' in l for l in lines) "
+            "else lines)")
+ROUTES |= {  # the seventh red-team pass: the kernel's shell from allowed objects (3/3 for stubs, nothing listed)
+    "shell_through_the_package_a_dotted_import_binds": (
+        "modulate", _STUB,
+        [f"import IPython.display\n\nIPython.core.interactiveshell.InteractiveShell.instance().{_REWRITE}\n"],
+    ),
+    "macro_run_by_a_line_that_names_it": (  # the next cell, `m`, ran the macro's code (the prefilter)
+        "modulate", _STUB, [f"import IPython.display\n\nm = IPython.core.macro.Macro({_REWRITE!r})\n"],
+    ),
+    "shell_through_a_progress_bars_widget": (
+        "modulate", _STUB, [f"from tqdm.notebook import IProgress\n\nIProgress().comm.kernel.shell.{_REWRITE}\n"],
+    ),
+    "shell_held_in_a_name_first": (
+        "modulate", _STUB, ["from tqdm.notebook import IProgress\n\nbar = IProgress()\nk = bar.comm\n"],
+    ),
+    "backend_loaded_by_name": ("modulate", _STUB, ["import matplotlib\n\nmatplotlib.use('module://mine')\n"]),
+    "backend_switched_by_name": (
+        "modulate", _STUB, ["import matplotlib.pyplot as plt\n\nplt.switch_backend('module://mine')\n"],
+    ),
+    "native_library_loaded_by_torch": ("modulate", _STUB, ["import torch\n\ntorch.classes.load_library('x.so')\n"]),
+    # the hidden tests call globals(): a cell's own globals() handed the grader an object whose .get ran inside it
+    "globals_rebound_by_a_def": ("modulate", _STUB, ["def globals():\n    return {}\n"]),
+    "globals_rebound_by_an_import": ("modulate", _STUB, ["from math import pi as globals\n"]),
+    "globals_rebound_in_the_answer_cell": ("modulate", _STUB + "\n\nglobals = dict\n", []),
+}  # fmt: skip
 ROUTES = {k: (e, _expand(a), [_expand(c) for c in x]) for k, (e, a, x) in ROUTES.items()}
 
 
@@ -1621,27 +1648,28 @@ def test_a_future_feature_that_changes_how_later_cells_compile_is_tampering() ->
     assert _audit("03", added={"top": ["from __future__ import annotations, division\n"]}) == []
 
 
-def test_cells_the_kernel_ran_but_the_audit_cannot_parse_are_listed() -> None:
-    """The audit reads nothing in a cell it cannot parse, safe only if the kernel could not compile it either: an
-    executed cell without a syntax error in its outputs was compiled another way (a magic typed without %)."""
-    def cell(source: str, count: int | None, ename: str | None = None) -> nbformat.NotebookNode:
-        found = nbformat.v4.new_code_cell(source, execution_count=count)
-        if ename:
-            found.outputs = [nbformat.v4.new_output("error", ename=ename, evalue="", traceback=[])]
-        return found
+def test_an_answer_ipython_cannot_transform_does_not_stop_the_audit() -> None:
+    """A bad indent made IPython's transformer raise inside the audit, which stopped the grading run for every
+    student (the seventh red-team pass); the kernel cannot run such a cell either, so the audit reads nothing in it."""
+    for answer in ("def modulate(x, gamma, beta):\n        mean = x.mean()\n    return x - mean\n", "::\n\n\n]=%\\"):
+        assert "gated_residual" not in _flagged(_audit("04", {"modulate": answer})), answer
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        cell("x = 1", 1),
-        cell("prun -q exec('...')", 2),  # ran as %prun: listed
-        cell("def f(:\n    pass", 3, "SyntaxError"),  # an honest syntax error: not listed
-        cell("pip install x", None),  # never ran: not listed
-        nbformat.v4.new_markdown_cell("prun is a magic"),
-        cell("from __future__ import annotations\nprint(x)", 4),
-        cell("prun -q exec('...')\n", 5, "SyntaxError"),  # ran, then raised SyntaxError itself: listed
-    ]
-    nb.cells[-1].outputs[0].traceback = ["Traceback (most recent call last):\n", "  Cell In[5], line 2\n"]
-    assert grading.unread_cells(nb) == ["cell 2", "cell 7"]
+
+def test_a_hand_in_saved_without_cell_ids_keeps_its_released_cells() -> None:
+    """An older Jupyter saves nbformat 4.4, without cell ids: every released cell then read as one the student added
+    (run twice, its library imports charged to the exercises: 0 for the instructor's own answers)."""
+    handed = _hand_in("04")
+    handed.nbformat_minor = 4
+    for cell in handed.cells:
+        cell.pop("id", None)
+    notebook, roles = grading.graded_notebook(handed, nbformat.read(RELEASED["04"], 4))
+    assert [r["role"] for r in roles].count("added") == 0, roles
+    assert len(notebook.cells) == len(nbformat.read(RELEASED["04"], 4).cells)
+    assert grading.audit(notebook, roles, nbformat.read(SOURCES["04"], 4)) == []
+    handed.cells.insert(3, nbformat.v4.new_code_cell("print('mine')"))
+    handed.cells[3].pop("id")
+    _, roles = grading.graded_notebook(handed, nbformat.read(RELEASED["04"], 4))
+    assert [r["role"] for r in roles].count("added") == 1, roles
 
 
 def test_magics_take_only_arguments_the_grader_can_read() -> None:
@@ -1730,6 +1758,65 @@ def test_grader_in_the_kernel_rejects_the_route(route: str, restore_checkers: No
     cells = [_answer("nearest_distance")] if exercise == "position_yardstick" else []
     with pytest.raises(AssertionError, match=own_work.MARKER):
         _grade(exercise, *cells, answer)
+
+
+def test_grader_takes_only_a_plain_dict_as_the_namespace() -> None:
+    """The seventh red-team pass: a cell's own ``globals()`` returned an object whose ``.get`` ran in the grader, after
+    the own-work check, to leak the reference through a later error message (2/2 for a stub)."""
+    asked: list[str] = []
+
+    class Namespace:
+        def get(self, name: str) -> None:
+            asked.append(name)
+
+    with pytest.raises(AssertionError, match="not the notebook's globals"):
+        grading.grade("modulate", Namespace())
+    assert asked == []
+
+
+def test_the_grader_builds_no_message_with_the_students_code() -> None:
+    """An exception's ``__str__`` ran after the watch, where the library may run: only built-in exceptions with plain
+    arguments are spelled out, any other is named by its class."""
+    from hlgfa_lite.course import exercises as ex
+
+    ran: list[str] = []
+
+    class Leak(Exception):
+        def __str__(self) -> str:
+            ran.append("str")
+            return "leaked"
+
+    class Quiet(AssertionError):
+        __module__ = "builtins"
+
+        def __str__(self) -> str:
+            ran.append("str")
+            return "leaked"
+
+    def raise_(exc: BaseException) -> None:
+        raise exc
+
+    assert ex._part("x", 1.0, lambda: raise_(Leak())).hint == "your function raised Leak"
+    assert ex._part("x", 1.0, lambda: raise_(Quiet("case 1"))).hint == "Quiet"
+    assert ex._part("x", 1.0, lambda: raise_(ValueError(Leak()))).hint == "your function raised ValueError"
+    assert ran == []
+    assert ex._part("x", 1.0, lambda: raise_(AssertionError("off by 2"))).hint == "off by 2"
+    assert ex._part("x", 1.0, lambda: raise_(ValueError("bad shape", 3))).hint.startswith("your function raised ValueE")
+
+
+def test_a_judgement_made_again_draws_new_cases() -> None:
+    from hlgfa_lite.course import exercises as ex
+
+    saved = ex.SEED_OFFSET
+    try:
+        ex.SEED_OFFSET = 0
+        ex.redraw_cases()
+        assert ex.SEED_OFFSET == 0  # the visible checks keep their cases
+        ex.SEED_OFFSET = 7
+        ex.redraw_cases()
+        assert ex.SEED_OFFSET not in (0, 7)
+    finally:
+        ex.SEED_OFFSET = saved
 
 
 def test_grader_is_loaded_afresh_so_a_patched_checker_does_not_count(restore_checkers: None) -> None:

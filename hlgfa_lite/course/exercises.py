@@ -53,7 +53,9 @@ out the complete answer beyond what the exercise text says.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import secrets
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -88,6 +90,35 @@ cases it judges on cannot be known (and their answers learnt by heart) in advanc
 WATCH: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
 """Runs around each call of the student's function; the grader's watches what runs inside
 (:class:`.own_work.Watch`)."""
+
+
+def redraw_cases() -> None:
+    """New cases for a judgement made again (the yardstick with the reference search standing in): a function that
+    remembered what it was given the first time meets inputs it has not seen. Only while grading (the visible
+    checks keep their cases)."""
+    global SEED_OFFSET
+    if SEED_OFFSET:
+        SEED_OFFSET = 1 + secrets.randbelow(2**31)
+
+
+BUILTIN_ERRORS = frozenset(v for v in vars(builtins).values() if isinstance(v, type) and issubclass(v, BaseException))
+
+
+def _plain(exc: BaseException) -> bool:
+    """A built-in exception with plain arguments: its message runs none of the student's code."""
+    return type(exc) in BUILTIN_ERRORS and all(type(a) in (str, int, float, bool) for a in exc.args)
+
+
+def said(exc: BaseException) -> str:
+    """An exception's type and message, with none of the student's code run to build them: a built-in exception
+    with plain arguments in full, any other by its class name alone (its ``__str__`` could be anything)."""
+    name = type.__dict__["__name__"].__get__(type(exc), type)  # not a metaclass's __name__
+    return (f"{name}: {exc}" if exc.args else name) if _plain(exc) else name
+
+
+def hint_of(exc: AssertionError) -> str:
+    """A failed case's hint (the checker's message), or :func:`said` of an assertion the student's code raised."""
+    return str(exc) if type(exc) is AssertionError and _plain(exc) else said(exc)
 
 
 def _gen(seed: int = 0, *, fixed: bool = False) -> torch.Generator:
@@ -162,12 +193,12 @@ def _part(label: str, weight: float, check: Callable[[], None], *, needs: Part |
         return Part(label, weight, f"judged once {needs.label} is right", judged=False)
     try:
         check()
-    except AssertionError as exc:
-        return Part(label, weight, str(exc))
+    except AssertionError as exc:  # a case failed: its hint (or what the student's code raised)
+        return Part(label, weight, hint_of(exc))
     except _NotAttempted:
         raise
     except Exception as exc:  # the student's code raised: say what, on which part
-        return Part(label, weight, f"your function raised {type(exc).__name__}: {exc}")
+        return Part(label, weight, f"your function raised {said(exc)}")
     return Part(label, weight)
 
 

@@ -26,7 +26,20 @@ from typing import Any
 import torch
 
 from ..method.scoring.memory_bank import nearest_sq_distance
-from .exercises import Part, _call, _close, _maxerr, _NotAttempted, _part, _randn, _run, _tensor, score
+from .exercises import (
+    Part,
+    _call,
+    _close,
+    _maxerr,
+    _NotAttempted,
+    _part,
+    _randn,
+    _run,
+    _tensor,
+    hint_of,
+    redraw_cases,
+    score,
+)
 from .own_work import require_own_work
 
 __all__ = [
@@ -173,6 +186,7 @@ def position_yardstick_parts(
             if own.hint and own.hint.startswith("your nearest_distance is not written"):
                 raise _NotAttempted
             return [own], ""
+        redraw_cases()  # new cases: what the yardstick was given the first time cannot be replayed
         with_reference = _part(label, 1.0, lambda: _yardstick_cases(fn, extra))
     if with_reference.passed:
         note = (
@@ -191,7 +205,7 @@ def _search_mistake(search: Callable[..., Any]) -> str:
     except _NotAttempted:
         return "it is not written yet (it raises NotImplementedError)"
     except AssertionError as exc:
-        return str(exc)
+        return hint_of(exc)
     return failed[0].hint if failed and failed[0].hint else "it fails on the notebook's cells"
 
 

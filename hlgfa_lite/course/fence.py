@@ -4,19 +4,24 @@ A hand-in runs with the instructor's rights. The source audit and the watch deci
 the fence decides what any cell may *do*, whatever route it found: write files only under the kernel's own
 folders, read nothing of the course's (solutions, other hand-ins, the gradebook), start no process, open no
 database, change no ``HLGFA_*`` variable, add no hook. Each blocked action raises ``PermissionError`` in the cell
-and is appended to a log the grading tool reads (``course/course.py``: the own-work review lists it). An audit
-hook is not a sandbox: docs/DESIGN.md ("The fence") says where it stops.
+and is appended to a log the grading tool reads (``course/course.py``: the own-work review lists it). The log also
+records each code object the kernel executes as a cell (:func:`code_digest`), which the grading tool compares with
+the cells the source audit read (``kernel_runs.py``). An audit hook is not a sandbox: docs/DESIGN.md ("The fence")
+says where it stops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pathlib
 import re
 import sys
+import tempfile
 import threading
+import types
 from collections.abc import Callable, Iterable
 
 ENV = "HLGFA_FENCE"
@@ -25,6 +30,8 @@ TAG = "[fence]"
 """Starts every refusal and every line of the log."""
 SET = f"{TAG} set in"
 """The log's line of a kernel that set the fence (then its working folder)."""
+RAN = f"{TAG} ran"
+"""The log's line of a cell's code object the kernel executed (then the cell's file name and :func:`code_digest`)."""
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 REFUSED = frozenset(
     {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "pty.spawn",
@@ -72,6 +79,35 @@ def _real(path: object, folder: object = None) -> str | None:
     return os.path.realpath(name)
 
 
+def _constant(value: object, digest: hashlib._Hash) -> None:
+    if isinstance(value, types.CodeType):
+        _walk(value, digest)
+    elif isinstance(value, tuple | frozenset):  # a frozenset's order follows the process's string hashes
+        digest.update(repr(type(value)).encode())
+        for item in value if isinstance(value, tuple) else sorted(value, key=repr):
+            _constant(item, digest)
+        digest.update(b")")
+    else:
+        digest.update(repr((type(value), value)).encode())
+
+
+def _walk(code: types.CodeType, digest: hashlib._Hash) -> None:
+    for part in (code.co_code, code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars, code.co_name,
+                 code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount):  # fmt: skip
+        digest.update(repr(part).encode())
+    for value in code.co_consts:
+        _constant(value, digest)
+    digest.update(b";")
+
+
+def code_digest(code: types.CodeType) -> str:
+    """What a code object does, as a short hash: its bytecode, names and constants, nested code included; not
+    where it came from (file name, line numbers), so that the grading tool can compile the cell it expects anew."""
+    digest = hashlib.sha256()
+    _walk(code, digest)
+    return digest.hexdigest()[:20]
+
+
 def _under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
@@ -84,22 +120,29 @@ def _append(log: str, line: str) -> None:
         os.close(fd)
 
 
-def make_fence(write: Iterable[str], hide: Iterable[str], show: Iterable[str], log: str) -> Callable:
+def make_fence(
+    write: Iterable[str], hide: Iterable[str], show: Iterable[str], log: str, cells: str | None = None
+) -> Callable:
     """The audit hook: writes only under ``write`` (and /dev/null); no read or listing under ``hide`` unless also
     under ``show``, nor of another process's :data:`PRIVATE` /proc entries; none of :data:`REFUSED`; each refusal
-    appended to ``log``. Its state is in tuples of a closure."""
+    appended to ``log``, and each code object executed from a file in ``cells`` (the kernel's folder of cell files)
+    as a :data:`RAN` line. Its state is in tuples of a closure."""
+    ran = (cells.rstrip(os.sep) + os.sep) if cells else None
     writable = tuple(os.path.realpath(p) for p in [*write, os.devnull])
     hidden, shown = tuple(os.path.realpath(p) for p in hide), tuple(os.path.realpath(p) for p in show)
     others = re.compile(rf"^/proc/(?!{os.getpid()}/)\d+/(task/\d+/)?({'|'.join(PRIVATE)})(/|$)")
     state = threading.local()  # the log's own open passes the fence, in the thread that writes it only
 
-    def refuse(what: str) -> None:
-        message = f"{TAG} the grading kernel may not {what}"
+    def record(line: str) -> None:
         state.busy = True
         try:
-            _append(log, message)
+            _append(log, line)
         finally:
             state.busy = False
+
+    def refuse(what: str) -> None:
+        message = f"{TAG} the grading kernel may not {what}"
+        record(message)
         raise PermissionError(message)
 
     def secret(path: str) -> bool:
@@ -108,7 +151,11 @@ def make_fence(write: Iterable[str], hide: Iterable[str], show: Iterable[str], l
     def fence(event: str, args: tuple) -> None:
         if getattr(state, "busy", False):
             return
-        if event == "open":
+        if event == "exec":
+            code = args[0] if args else None
+            if ran and type(code) is types.CodeType and str(code.co_filename).startswith(ran):
+                record(f"{RAN} {os.path.basename(code.co_filename)} {code_digest(code)}")
+        elif event == "open":
             if isinstance(args[0], int):  # a descriptor already open keeps its own access mode
                 return
             path = _real(args[0])
@@ -152,7 +199,8 @@ def install_from_env() -> bool:
 
         keep_freed_memory()  # once per process, through ctypes: before the fence, so that fit() finds it done
     _append(where["log"], f"{SET} {here}")  # before the fence, which refuses writing the log to anyone but itself
-    sys.addaudithook(make_fence(where["write"], where["hide"], [*where["show"], here], where["log"]))
+    cells = os.path.join(tempfile.gettempdir(), f"ipykernel_{os.getpid()}")  # where ipykernel names its cells
+    sys.addaudithook(make_fence(where["write"], where["hide"], [*where["show"], here], where["log"], cells))
     return True
 
 
@@ -173,11 +221,26 @@ def startup_file(grader: str) -> str:
     )
 
 
-def read_log(log: str | os.PathLike) -> tuple[int, list[str]]:
-    """(how many kernels set the fence, the actions it refused in order) from a log; (0, []) when there is none."""
+def _lines(log: str | os.PathLike) -> list[str]:
     try:
         with open(log, encoding="utf-8", errors="replace") as fh:
-            lines = [line.rstrip("\n") for line in fh if line.strip()]
+            return [line.rstrip("\n") for line in fh if line.strip()]
     except FileNotFoundError:
-        return 0, []
-    return sum(line.startswith(SET) for line in lines), [line for line in lines if not line.startswith(SET)]
+        return []
+
+
+def read_log(log: str | os.PathLike) -> tuple[int, list[str]]:
+    """(how many kernels set the fence, the actions it refused in order) from a log; (0, []) when there is none."""
+    lines = _lines(log)
+    refused = [line for line in lines if not line.startswith((SET, RAN))]
+    return sum(line.startswith(SET) for line in lines), refused
+
+
+def read_runs(log: str | os.PathLike) -> list[tuple[str, str]]:
+    """(cell file name, :func:`code_digest`) of each code object the kernels executed as a cell, in order."""
+    runs = []
+    for line in _lines(log):
+        if line.startswith(RAN + " "):
+            name, _, digest = line[len(RAN) + 1 :].partition(" ")
+            runs.append((name, digest))
+    return runs

@@ -125,6 +125,7 @@ def _parts(package: types.ModuleType, exercise: str, fn: Any, namespace: dict[st
         stand_in = not _own_search(own, namespace)
         (parts, note), ran = watched(normal.position_yardstick_parts, fn, data["extra"], stand_in=stand_in)
         if ran and not stand_in:  # the library ran, maybe under nearest_distance (graded on its own)
+            ex.redraw_cases()
             (parts, note), ran = watched(normal.position_yardstick_parts, fn, data["extra"], stand_in=True)
         _reject_if(own, exercise, ran)
         return parts, note
@@ -150,6 +151,10 @@ def grade(exercise: str, namespace: dict[str, Any], points: float | None = None)
     Raises :class:`AssertionError` (the graded cell fails: 0 points) when it earns nothing, when the answer is
     not the student's own work, or when the function is missing or not a plain ``def``."""
     points = float(POINTS[exercise] if points is None else points)
+    if type(namespace) is not dict:  # a cell redefined globals(): its object's methods would run inside the grader
+        raise AssertionError(f"{exercise}: {MARKER} – the notebook's namespace handed to the grader is a "
+                             f"{type.__dict__['__name__'].__get__(type(namespace), type)}, not the notebook's "
+                             "globals (a cell redefined globals)")  # fmt: skip
     package = fresh_package()
     try:
         with warnings.catch_warnings():  # nbgrader scores a graded cell that writes to stderr 0
@@ -205,7 +210,8 @@ def graded_notebook(submitted: Any, release: Any) -> tuple[Any, list[dict[str, A
 
     The released notebook, cell by cell: its answer cells (``solution: true``) with the student's source (the
     stub where a student deleted one), every other released cell as released; the cells the student added after
-    the released cell they follow. Cells are matched by id, answer cells also by nbgrader's ``grade_id``.
+    the released cell they follow. Cells are matched by id, answer cells also by nbgrader's ``grade_id``, and in a
+    notebook saved without ids (nbformat 4.4) a released cell also by its text.
     Returns (notebook, roles): one dict per cell, ``role`` "answer"/"added"/"notebook"."""
     import copy
 
@@ -221,6 +227,10 @@ def graded_notebook(submitted: Any, release: Any) -> tuple[Any, list[dict[str, A
         index = release_ids.get(cell.get("id"))
         if index is None and _nbgrader(cell).get("solution"):
             index = answer_of.get(_nbgrader(cell).get("grade_id"))
+        if index is None and not cell.get("id"):  # saved without ids (nbformat 4.4): a released cell by its text
+            index = next((i for i, c in enumerate(release.cells) if i > anchor and i not in seen
+                          and c.get("cell_type") == cell.get("cell_type") and c.get("source") == cell.get("source")),
+                         None)  # fmt: skip
         if index is None or index in seen:  # a cell the student added (or a copy of a released one)
             added.setdefault(anchor, []).append(cell)
             continue
@@ -293,33 +303,6 @@ def audit(notebook: Any, roles: list[dict[str, Any]], source: Any, label: str = 
 
 MARKER = "write it yourself"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-SYNTAX_ERRORS = frozenset({"SyntaxError", "IndentationError", "TabError"})
-"""What a kernel raises for a cell it cannot compile."""
-
-
-def _failed_to_compile(cell: Any) -> bool:
-    """Whether a cell's outputs show the kernel's compile error: a syntax error without a traceback of code that ran
-    (``raise SyntaxError()`` at the end of a cell that ran has one)."""
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error" and output.get("ename") in SYNTAX_ERRORS:
-            lines = [_ANSI.sub("", line) for line in output.get("traceback", [])]
-            if not any(line.startswith("Traceback (most recent call last)") for line in lines):
-                return True
-    return False
-
-
-def unread_cells(graded: Any) -> list[str]:
-    """Cells of an autograded notebook that the kernel ran but the source audit cannot parse (it read nothing in
-    them): the kernel compiled them another way than the audit (a magic typed without ``%``, a compiler flag …).
-    A cell neither can compile shows a syntax error in its outputs and is not listed."""
-    from .source_audit import parse_cells
-
-    code = [(i, cell) for i, cell in enumerate(graded.cells) if cell.get("cell_type") == "code"]
-    parsed = parse_cells(cell.get("source", "") for _, cell in code)
-    return [f"cell {i + 1}" for (i, cell), (tree, _) in zip(code, parsed)
-            if tree is None and cell.get("execution_count") is not None and not _failed_to_compile(cell)]  # fmt: skip
 
 
 def runtime_findings(graded: Any) -> dict[str, str]:

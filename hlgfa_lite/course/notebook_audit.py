@@ -9,6 +9,7 @@ counted against the exercises it can change.
 from __future__ import annotations
 
 import ast
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -114,7 +115,8 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
     graded = {c.exercise: i for i, c in enumerate(cells) if c.kind == "graded" and c.exercise in exercises}
     student: Binding = {}
     hidden: set[str] = set()
-    bound: dict[int, set[str]] = {}  # student cell -> the names it binds at module level
+    called: set[str] = set()  # the built-ins the hidden tests call (globals() hands the grader the namespace)
+    bound: dict[int, dict[str, int]] = {}  # student cell -> the names it binds at module level -> first line
     loads: dict[int, set[str]] = {}  # student cell -> the names it reads from the namespace
     defs = Definitions()
     parsed = parse_cells(cell.source for cell in cells)  # each cell as the kernel compiles it
@@ -126,13 +128,16 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
             bindings = scope_bindings(tree.body) if tree else {}
             for name, exprs in bindings.items():
                 student.setdefault(name, []).extend(exprs)
-            bound[i] = set(bindings)
+            bound[i] = {name: min((getattr(e, "lineno", 0) for e in exprs if e is not None), default=0)
+                        for name, exprs in bindings.items()}  # fmt: skip
             loads[i] = global_reads(tree) if tree else set()
         hidden |= set(_module_bindings(cell.hidden)) if cell.hidden else set()
+        hidden_tree = parse_cell(cell.hidden) if cell.hidden else None
+        called |= global_reads(hidden_tree) & set(vars(builtins)) if hidden_tree else set()
 
     def used(i: int, exercise: str) -> bool:
         """Does another student cell before ``exercise``'s graded cell read a name that cell ``i`` binds?"""
-        return any(bound[i] & loads[j] for j in loads if j != i and j < graded[exercise])
+        return any(bound[i].keys() & loads[j] for j in loads if j != i and j < graded[exercise])
 
     findings: list[Finding] = []
     notebook: dict[str, str] = {}
@@ -143,6 +148,9 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
             context = CellContext(
                 dict(notebook), student, frozenset(hidden - set(notebook)), known=True, defs=defs, flags=flags[i]
             )
+            for name in sorted(bound[i].keys() & called):  # the hidden tests would call the student's instead
+                reason = f"binds {name}, a built-in the hidden tests call (the grader would call yours)"
+                findings += [Finding(ex, label, bound[i][name], reason) for ex in sorted(set(later or list(graded)))]
             for issue in audit_cell(cell.source, context):
                 own = [cell.exercise] if cell.kind == "answer" and cell.exercise in graded else []
                 if issue.tamper:  # after the last graded cell: every exercise (it may still reach files, the gradebook)

@@ -91,13 +91,20 @@ DENIED_ATTRIBUTES = frozenset(
      "attrgetter", "methodcaller", "get_ipython", "user_ns", "user_global_ns", "run_cell", "run_line_magic",
      "run_cell_magic", "import_module", "reload", "load", "loads",
      "get_type_hints", "ForwardRef", "Formatter", "get_field", "measure", "compile", "timeit", "Timer",
-     "setprofile", "settrace", "get_referrers", "get_referents", "get_objects", "exec", "get_annotations"}
+     "setprofile", "settrace", "get_referrers", "get_referents", "get_objects", "exec", "get_annotations",
+     "input_transformers_post", "input_transformers_cleanup", "input_transformer_manager", "ast_transformers",
+     "prefilter_manager", "magics_manager", "display_formatter", "displayhook", "display_pub", "comm_manager",
+     "switch_backend", "load_library"}
     | DENIED_SUBMODULES
     | ESCAPES
 )  # fmt: skip
 """Attributes that reach frames, code, files (numpy's, torch's and matplotlib's readers and writers; the grading
 kernel's fence, :mod:`.fence`, refuses what any route writes), computed look-ups (``typing.get_type_hints`` and
 ``string.Formatter().get_field`` evaluate strings) or torch's internals, on any object."""
+SHELL_HANDLES = frozenset({"shell", "kernel", "comm", "instance", "parent", "events", "use"})
+"""Attributes that lead from an allowed object to the kernel and its shell (a progress bar's widget
+``.comm.kernel.shell``, ``InteractiveShell.instance()``) or load a backend by name (``matplotlib.use("module://X")``):
+denied on anything not provably the student's own (``self.kernel`` is fine)."""
 ALLOWED_MAGICS = frozenset({"matplotlib", "pinfo", "pinfo2", "time", "timeit", "who", "whos"})
 MAGIC_ARGUMENTS = {
     "matplotlib": re.compile(r"^\s*(inline|widget|ipympl)?\s*$"),

@@ -57,6 +57,7 @@ from .rules import (
     LITERAL_LOOKUP,
     MAGIC_ARGUMENTS,
     NORM,
+    SHELL_HANDLES,
     module_allowed,
 )
 
@@ -88,7 +89,10 @@ def _transform(source: str) -> str:
         from IPython.core.inputtransformer2 import TransformerManager
     except ImportError:  # pragma: no cover - IPython comes with the notebooks extra
         return "\n".join("pass" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-    return TransformerManager().transform_cell(source)
+    try:
+        return TransformerManager().transform_cell(source)
+    except Exception:  # IPython cannot transform it (a bad indent): the kernel cannot run it either
+        return source
 
 
 def parse_cell(source: str, flags: int = 0) -> ast.Module | None:
@@ -541,6 +545,10 @@ class _Audit(ast.NodeVisitor):
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
             self._import(node, alias.name, [])
+            top = alias.name.split(".")[0]
+            if alias.asname is None and top != alias.name and not module_allowed(top):
+                self._report(node, f"import {alias.name} binds {top}, all of it (write from {alias.name} import … or "
+                                   f"import {alias.name} as a name)", tamper=True)  # fmt: skip
             if NORM.search(alias.name):
                 self._report(node, f"imports {alias.name} (torch's batch norm or normalisation)", norm=True)
 
@@ -608,6 +616,9 @@ class _Audit(ast.NodeVisitor):
             self._report(node, f"reaches {_dotted(base)}.{name} (a hook that changes torch for everyone)", tamper=True)
         if name in HELD_MODULES and not self._own(base):
             self._report(node, f"reaches {_dotted(base)}.{name} (a module another module holds)", tamper=True)
+        if name in SHELL_HANDLES and not self._own(base):
+            self._report(node, f"reaches {_dotted(base)}.{name} (the kernel, its shell or a backend by name)",
+                         tamper=True)  # fmt: skip
         super_call = isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "super"
         if name in self.defs.mutators and not self._own(base) and not super_call:
             self._report(node, f"calls {_dotted(base)}.{name}, a method of yours that sets attributes on self, on "

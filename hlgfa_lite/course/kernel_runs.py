@@ -1,0 +1,91 @@
+"""What the grading kernel ran, against the cells the source audit read.
+
+The fence logs each code object the kernel executes as a cell (file name, :func:`.fence.code_digest`). Here each
+cell of the graded notebooks is compiled anew the way IPython runs it (each statement on its own, a last expression
+as an interactive statement) from the syntax tree the audit read, and its runs must be those, in order. A run of no
+cell, or not of its cell's code, means the kernel ran something other than what was audited (an input or AST
+transformer, a macro, a line rewritten before it ran); a cell that ran although the audit cannot parse it was never
+read; a graded cell that never ran took its points from somewhere else. Each scores every exercise of the notebook 0.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from itertools import groupby
+from typing import Any
+
+from .fence import code_digest
+from .source_audit import future_flags, parse_cells
+
+FLAGS = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
+"""The flag IPython compiles every statement with (its autoawait)."""
+
+
+def cell_file(source: str) -> str:
+    """The file name ipykernel gives a cell's code: a hash of the cell's text."""
+    from ipykernel.compiler import get_tmp_hash_seed, murmur2_x86
+
+    return f"{murmur2_x86(source, get_tmp_hash_seed())}.py"
+
+
+def expected_runs(tree: ast.Module, flags: int) -> list[str]:
+    """The digests of the code objects a cell with this syntax tree runs, in order: each statement compiled alone
+    (IPython's ``run_ast_nodes``), a last expression as an interactive statement (its value is shown), with the
+    ``__future__`` flags on so far."""
+    found = []
+    for k, node in enumerate(tree.body):
+        last = k == len(tree.body) - 1 and isinstance(node, ast.Expr)
+        mod, mode = (ast.Interactive([node]), "single") if last else (ast.Module([node], []), "exec")
+        try:
+            found.append(code_digest(compile(mod, "<cell>", mode, flags | FLAGS, dont_inherit=True)))
+        except (SyntaxError, ValueError):  # the kernel cannot run it either ('await' where it is refused)
+            break
+        flags |= future_flags(ast.Module([node], []))  # IPython's compiler keeps them for the next statement
+    return found
+
+
+def _unexpected(runs: list[str], expected: list[str]) -> bool:
+    """Whether one cell's consecutive runs are not executions of ``expected``: each execution runs its statements
+    in order until one raises, and an execution starts again from the first."""
+    at = 0
+    for digest in runs:
+        if at < len(expected) and digest == expected[at]:
+            at += 1
+        elif expected and digest == expected[0]:
+            at = 1
+        else:
+            return True
+    return False
+
+
+def unexplained_runs(notebooks: dict[str, Any], runs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Notebook name -> why nothing it graded counts, from the autograded ``notebooks`` (name -> notebook) and the
+    fence's runs of their kernels, in order; the key ``""`` for runs that are no cell of any of them."""
+    cells: dict[str, list[tuple[str, int, ast.Module | None, list[str]]]] = {}
+    graded: list[tuple[str, int, str]] = []
+    for name, nb in notebooks.items():
+        code = [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code" and c.get("source", "").strip()]
+        for (i, cell), (tree, flags) in zip(code, parse_cells(c.get("source", "") for _, c in code)):
+            expected = expected_runs(tree, flags) if tree is not None else []
+            cells.setdefault(cell_file(cell.source), []).append((name, i + 1, tree, expected))
+            if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+                graded.append((name, i + 1, cell_file(cell.source)))
+    found: dict[str, list[str]] = {}
+    blocks = [(file, [digest for _, digest in group]) for file, group in groupby(runs, key=lambda run: run[0])]
+    for file, digests in blocks:
+        if file not in cells:
+            found.setdefault("", []).append(f"the kernel ran code that is in no cell of the notebook ({file})")
+            continue
+        for name, n, tree, expected in cells[file]:
+            if tree is None:
+                found.setdefault(name, []).append(f"cell {n}: the kernel ran code the grader cannot read (it does "
+                                                  "not parse as Python; a magic needs its %)")  # fmt: skip
+            elif _unexpected(digests, expected):
+                found.setdefault(name, []).append(f"cell {n}: the kernel ran other code than the cell's text (it "
+                                                  "was rewritten before it ran)")  # fmt: skip
+    ran = {file for file, _ in blocks}
+    for name, n, file in graded:
+        if file not in ran:
+            found.setdefault(name, []).append(f"graded cell {n} did not run in the grading kernel")
+    return {name: list(dict.fromkeys(reasons)) for name, reasons in found.items()}

@@ -526,9 +526,12 @@ def test_issue_26_gaming_hand_in_scores_zero_for_each_gamed_exercise(
     row = grades["gamer"]
     gamed = [f"{N03}/decompose", f"{N04}/modulate", f"{N05}/nearest_distance", f"{N05}/position_yardstick"]
     assert [float(row[k]) for k in gamed] == [0, 0, 0, 0], row
-    assert float(row[f"{N04}/gated_residual"]) == 1 and float(row["total"]) == 1, row  # the honest one counts
+    # the honest gated_residual follows modulate's answer, which looks an attribute up by a computed name: code from
+    # a string could have changed how every later cell is graded (the eighth red-team pass), so it scores 0 too
+    assert float(row[f"{N04}/gated_residual"]) == 0 and float(row["total"]) == 0, row
     listed = {r["exercise"]: r for r in review if r["student"] == "gamer"}
-    assert set(listed) == {k.split("/")[1] for k in gamed}, review
+    assert set(listed) == {k.split("/")[1] for k in gamed} | {"gated_residual"}, review
+    assert any("computed name" in r["reason"] for r in listed.values() if r["exercise"] == "gated_residual"), review
     reasons = {
         r["exercise"]: " ".join(x["reason"] for x in review if x["exercise"] == r["exercise"]) for r in listed.values()
     }

@@ -73,6 +73,10 @@ sys.addaudithook(lambda event, args: seen.append(event))  # refused silently: th
 sys.audit("hlgfa.probe")
 outcome["add a hook"] = "done" if "hlgfa.probe" in seen else "refused"
 attempt("write the log", lambda: open({log!r}, "a").write("nothing happened"))
+attempt("write a module in the work folder", lambda: open(os.path.join({work!r}, "mine.py"), "w").write("x"))
+attempt("write a library in the work folder", lambda: open(os.path.join({work!r}, "mine.abi3.so"), "wb").write(b"x"))
+attempt("rename a file to a module", lambda: os.rename(os.path.join({work!r}, "mine.txt"),
+                                                       os.path.join({work!r}, "mine.PTH")))
 print(json.dumps(outcome))
 """
 

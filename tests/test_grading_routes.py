@@ -16,6 +16,7 @@ import copy
 import importlib
 import importlib.util
 import linecache
+import os
 import re
 import sys
 from pathlib import Path
@@ -368,6 +369,29 @@ def nearest_distance(queries, memory):
     return Search(memory).run(queries)
 """,
         [],
+    ),
+    (  # the eighth red-team pass's false positive: a style is not a backend; a class's own dunder methods
+        "decompose",
+        """import matplotlib.pyplot as plt
+
+plt.style.use("default")
+
+
+class Pair:
+    __slots__ = ("a", "b")
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def __repr__(self):
+        return f"Pair({self.a}, {self.b})"
+
+
+def my_decompose(features, kernel):
+    structure = torch.nn.functional.avg_pool2d(features, kernel, 1, kernel // 2, count_include_pad=False)
+    return structure, features - structure
+""",
+        ["if __name__ == '__main__':\n    print(Pair(1, 2))\n"],
     ),
 ]
 
@@ -1590,7 +1614,6 @@ ROUTES |= {  # the seventh red-team pass: the kernel's shell from allowed object
     "shell_held_in_a_name_first": (
         "modulate", _STUB, ["from tqdm.notebook import IProgress\n\nbar = IProgress()\nk = bar.comm\n"],
     ),
-    "backend_loaded_by_name": ("modulate", _STUB, ["import matplotlib\n\nmatplotlib.use('module://mine')\n"]),
     "backend_switched_by_name": (
         "modulate", _STUB, ["import matplotlib.pyplot as plt\n\nplt.switch_backend('module://mine')\n"],
     ),
@@ -1599,6 +1622,30 @@ ROUTES |= {  # the seventh red-team pass: the kernel's shell from allowed object
     "globals_rebound_by_a_def": ("modulate", _STUB, ["def globals():\n    return {}\n"]),
     "globals_rebound_by_an_import": ("modulate", _STUB, ["from math import pi as globals\n"]),
     "globals_rebound_in_the_answer_cell": ("modulate", _STUB + "\n\nglobals = dict\n", []),
+}  # fmt: skip
+_FAKE = "{'_' * 2 + 'import' + '_' * 2: print}"
+ROUTES |= {  # the eighth pass: 9/9 for stubs by other built-ins for every later cell, or by a computed getattr
+    "builtins_rebound": ("modulate", _STUB, [f"__builtins__ = {_FAKE}\n"]),
+    "builtins_rebound_with_an_annotation": ("modulate", _STUB, ["__builtins__: dict = {}\n"]),
+    "builtins_rebound_from_a_function": (
+        "modulate", _STUB, [f"def swap():\n    global __builtins__\n    __builtins__ = {_FAKE}\n\n\nswap()\n"],
+    ),
+    "dunder_bound_by_a_for_loop_in_a_class": (
+        "modulate", _STUB, ["class Odd:\n    for __hash__ in [lambda self: 1]:\n        pass\n"],
+    ),
+    "dunder_bound_by_a_walrus_in_a_class": ("modulate", _STUB, ["class Odd:\n    (__eq__ := lambda s, o: True)\n"]),
+    "dunder_imported_into_a_class": (
+        "modulate", _STUB, ["class Odd:\n    from operator import getitem as __class_getitem__\n"],
+    ),
+    "metaclass_name_as_a_property": (
+        "modulate", _STUB, ["class Meta(type):\n    @property\n    def __name__(cls):\n        return 'Tensor'\n"],
+    ),
+    "module_name_rebound": ("modulate", _STUB, ["__name__ = 'builtins'\n"]),
+    "builtins_rebound_inside_time": ("modulate", _STUB, ["%time __builtins__ = {}\n"]),
+    "future_import_inside_time": ("modulate", _STUB, ["%time from __future__ import annotations\n"]),
+    "computed_getattr_in_an_added_cell": (
+        "modulate", _STUB, ["import typing as t\n\ngetattr(getattr(t, 'sy' + 's'), 'modu' + 'les')\n"],
+    ),
 }  # fmt: skip
 ROUTES = {k: (e, _expand(a), [_expand(c) for c in x]) for k, (e, a, x) in ROUTES.items()}
 
@@ -1683,7 +1730,7 @@ def test_magics_take_only_arguments_the_grader_can_read() -> None:
 
 def test_findings_name_the_line_and_the_reason() -> None:
     findings = _audit("04", {"modulate": ROUTES["batch_norm_by_built_name"][1]})
-    assert [(f.exercise, f.line) for f in findings] == [("modulate", 5)]
+    assert [(f.exercise, f.line) for f in findings] == [("modulate", 5), ("gated_residual", 5)]  # code from a string
     assert "computed name" in findings[0].reason and "answer modulate_answer" in findings[0].cell
 
 
@@ -1802,6 +1849,35 @@ def test_the_grader_builds_no_message_with_the_students_code() -> None:
     assert ran == []
     assert ex._part("x", 1.0, lambda: raise_(AssertionError("off by 2"))).hint == "off by 2"
     assert ex._part("x", 1.0, lambda: raise_(ValueError("bad shape", 3))).hint.startswith("your function raised ValueE")
+
+
+def test_the_grader_stops_tqdms_monitors_and_refuses_to_judge_beside_another_thread() -> None:
+    """The eighth pass: tqdm's monitor thread called a notebook subclass's ``refresh``, which did the answer's work
+    with the library while the watch saw only the grader's thread (8/9 for library code)."""
+    import threading
+    import time
+
+    from tqdm import tqdm
+
+    class Progress(tqdm):
+        monitor_interval, monitor = 0.01, None
+
+    bar = Progress(total=1, disable=False, file=open(os.devnull, "w"))  # noqa: SIM115 - closed below
+    monitor = Progress.monitor
+    assert monitor is not None and monitor.is_alive()
+    answer = _answer("decompose")
+    assert _grade("decompose", answer) == grading.POINTS["decompose"]
+    assert not monitor.is_alive()
+    bar.close()
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait, args=(30,), daemon=True)  # started by this module, not the kernel
+    helper.start()
+    try:
+        with pytest.raises(AssertionError, match="a thread the notebook started"):
+            _grade("decompose", answer)
+    finally:
+        stop.set()
+        time.sleep(0.01)
 
 
 def test_a_judgement_made_again_draws_new_cases() -> None:

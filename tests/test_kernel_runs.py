@@ -41,9 +41,15 @@ def test_an_honest_notebook_explains_every_run(tmp_path: Path, monkeypatch: pyte
         "assert f(1) == 4\n1.0",
         "1 +",  # a syntax error: never runs
         "for i in range(2):\n    print(i)\nf(2)",
+        "def shape_of(t: int) -> tuple:\n    return (t,)",  # run again after the __future__ import, compiled anew
+        "import math",
+        "def shape_of(t: int) -> tuple:\n    return (t,)",
     ]
+    cells.insert(4, cells[-1])  # the same text before the __future__ import (another bytecode for its annotations)
+    cells[1] = cells[1].replace("from __future__ import annotations\n", "")
+    cells.insert(6, "from __future__ import annotations")
     nb, runs = _run(cells, {2}, tmp_path, monkeypatch, automagic=False)
-    assert len({name for name, _ in runs}) == 4, runs
+    assert len({name for name, _ in runs}) == 7, runs
     assert kernel_runs.unexplained_runs({"honest": nb}, runs) == {}
 
 

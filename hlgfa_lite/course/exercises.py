@@ -109,10 +109,15 @@ def _plain(exc: BaseException) -> bool:
     return type(exc) in BUILTIN_ERRORS and all(type(a) in (str, int, float, bool) for a in exc.args)
 
 
+def kind_name(value: object) -> str:
+    """The name of ``value``'s class, read past any metaclass (whose ``__name__`` could run the student's code)."""
+    return type.__dict__["__name__"].__get__(type(value), type)
+
+
 def said(exc: BaseException) -> str:
     """An exception's type and message, with none of the student's code run to build them: a built-in exception
     with plain arguments in full, any other by its class name alone (its ``__str__`` could be anything)."""
-    name = type.__dict__["__name__"].__get__(type(exc), type)  # not a metaclass's __name__
+    name = kind_name(exc)
     return (f"{name}: {exc}" if exc.args else name) if _plain(exc) else name
 
 
@@ -154,7 +159,7 @@ def _call(fn: Callable[..., Any], *args: torch.Tensor | int) -> Any:
 
 def _tensor(value: Any, what: str, shape: torch.Size) -> torch.Tensor:
     if type(value) is not torch.Tensor:  # a subclass could answer torch's comparisons itself
-        raise AssertionError(f"{what} must be a plain torch.Tensor, got {type(value).__name__}")
+        raise AssertionError(f"{what} must be a plain torch.Tensor, got {kind_name(value)}")
     if value.shape != shape:
         raise AssertionError(f"{what} must keep the input shape {tuple(shape)}, got {tuple(value.shape)}")
     if not torch.isfinite(value).all():

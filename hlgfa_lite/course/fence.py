@@ -51,6 +51,9 @@ CHANGES = {
 }  # fmt: skip
 """Events that change the file system -> (path, folder descriptor) argument positions; each path must lie under a
 writable folder."""
+CODE_FILES = (".py", ".pyc", ".pyo", ".pyw", ".so", ".pyd", ".pth", ".zip", ".egg", ".whl")
+"""Files no cell may create or rename, anywhere: Python could import or load one (``matplotlib.use("module://X")``,
+``torch.classes.load_library``) and run the student's code past every check."""
 LISTS = {"os.listdir": 0, "os.scandir": 0, "glob.glob": 0}
 """Events that list a folder -> the argument that is its path (it may not lie in a hidden folder)."""
 PATH_TYPES = (str, bytes, pathlib.PurePosixPath, pathlib.PosixPath, os.DirEntry)
@@ -108,6 +111,10 @@ def code_digest(code: types.CodeType) -> str:
     return digest.hexdigest()[:20]
 
 
+def _code(path: str) -> bool:
+    return path.lower().endswith(CODE_FILES)
+
+
 def _under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
@@ -162,7 +169,7 @@ def make_fence(
             writes = bool(args[2] & WRITE_FLAGS) if isinstance(args[2], int) else bool(set(args[1] or "") & set("wax+"))
             # os.open (no mode) of a relative name may be relative to any folder: its dir_fd is not in the event
             relative = args[1] is None and path != UNKNOWN and not os.path.isabs(os.fsdecode(os.fspath(args[0])))
-            if writes and (relative or path == UNKNOWN or not _under(path, writable)):
+            if writes and (relative or path == UNKNOWN or not _under(path, writable) or _code(path)):
                 refuse(f"write {path}")
             if path is not None and secret(path):
                 refuse(f"read {path}")
@@ -175,7 +182,7 @@ def make_fence(
         elif event in CHANGES:
             for at, folder in CHANGES[event]:
                 path = _real(args[at], args[folder] if folder is not None and folder < len(args) else None)
-                if path is not None and (path == UNKNOWN or not _under(path, writable)):
+                if path is not None and (path == UNKNOWN or not _under(path, writable) or _code(path)):
                     refuse(f"{event} {path}")
         elif event in LISTS:
             path = _real(args[LISTS[event]] if args and args[LISTS[event]] is not None else ".")

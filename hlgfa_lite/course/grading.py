@@ -59,6 +59,38 @@ def fresh_package() -> types.ModuleType:
     return package
 
 
+def _kind(value: Any) -> str:
+    """The name of ``value``'s class, read past any metaclass (whose ``__name__`` could run the student's code)."""
+    return type.__dict__["__name__"].__get__(type(value), type)
+
+
+KERNEL_THREADS = ("ipykernel.", "IPython.", "zmq.", "jupyter_client.", "tornado.", "comm.")
+"""Where the threads of a kernel come from (their class's module, or a plain thread's target's)."""
+
+
+def _quiet_threads(exercise: str) -> None:
+    """Stop tqdm's monitor threads (they call methods of progress bars, which a notebook's subclass may define) and
+    refuse to judge while any other thread the notebook started runs: the watch sees only threads started during
+    the call, so another could do the answer's work meanwhile."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread is threading.current_thread():
+            continue
+        kind = type(thread)
+        if kind.__module__ == "tqdm._monitor":  # tqdm's own class: its was_killed event ends its loop
+            thread.was_killed.set()
+            thread.join(timeout=5)
+            if not thread.is_alive():
+                continue
+        target = vars(thread).get("_target") if kind is threading.Thread else None
+        where = getattr(getattr(target, "__func__", target), "__module__", None) if target is not None else None
+        origin = where if kind is threading.Thread else kind.__module__
+        if not (isinstance(origin, str) and origin.startswith(KERNEL_THREADS)):
+            raise AssertionError(f"{exercise}: {MARKER} – a thread the notebook started ({_kind(thread)} from "
+                                 f"{origin}) runs while the grader judges your function")  # fmt: skip
+
+
 def _drop(package: types.ModuleType) -> None:
     for key in [k for k in sys.modules if k == package.__name__ or k.startswith(package.__name__ + ".")]:
         del sys.modules[key]
@@ -153,8 +185,8 @@ def grade(exercise: str, namespace: dict[str, Any], points: float | None = None)
     points = float(POINTS[exercise] if points is None else points)
     if type(namespace) is not dict:  # a cell redefined globals(): its object's methods would run inside the grader
         raise AssertionError(f"{exercise}: {MARKER} – the notebook's namespace handed to the grader is a "
-                             f"{type.__dict__['__name__'].__get__(type(namespace), type)}, not the notebook's "
-                             "globals (a cell redefined globals)")  # fmt: skip
+                             f"{_kind(namespace)}, not the notebook's globals (a cell redefined globals)")  # fmt: skip
+    _quiet_threads(exercise)
     package = fresh_package()
     try:
         with warnings.catch_warnings():  # nbgrader scores a graded cell that writes to stderr 0
@@ -174,7 +206,7 @@ def _grade(package: types.ModuleType, exercise: str, namespace: dict[str, Any], 
         raise AssertionError(f"{exercise}: no function {name} – run its answer cell (it must define {name})")
     plain = type(fn) is types.FunctionType and fn.__name__ == name and fn.__code__.co_name == name
     if not plain or "__wrapped__" in vars(fn):
-        what = type(fn).__name__ if type(fn) is not types.FunctionType else f"a function named {fn.__code__.co_name}"
+        what = _kind(fn) if type(fn) is not types.FunctionType else f"a function named {fn.__code__.co_name}"
         raise AssertionError(f"{exercise}: {own.MARKER} – {name} must be a plain `def {name}(...)`, not {what}")
     own.require_own_work(fn, exercise, batch_norm=spec.batch_norm, skip=spec.depends_on)
     changed = own.changed_torch()

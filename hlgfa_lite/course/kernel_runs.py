@@ -45,16 +45,16 @@ def expected_runs(tree: ast.Module, flags: int) -> list[str]:
     return found
 
 
-def _unexpected(runs: list[str], expected: list[str]) -> bool:
-    """Whether one cell's consecutive runs are not executions of ``expected``: each execution runs its statements
-    in order until one raises, and an execution starts again from the first."""
-    at = 0
+def _unexpected(runs: list[str], expectations: list[list[str]]) -> bool:
+    """Whether one cell file's consecutive runs are not executions of the cells with that text (``expectations``:
+    each one's statements; two cells with one text may compile differently, under other ``__future__`` flags): each
+    execution runs its statements in order until one raises, and the next starts again from a first statement."""
+    at: set[tuple[int, int]] = set()  # (which cell, how many of its statements ran)
     for digest in runs:
-        if at < len(expected) and digest == expected[at]:
-            at += 1
-        elif expected and digest == expected[0]:
-            at = 1
-        else:
+        at = {(c, k + 1) for c, k in at if k < len(expectations[c]) and expectations[c][k] == digest} | {
+            (c, 1) for c, expected in enumerate(expectations) if expected and expected[0] == digest
+        }
+        if not at:
             return True
     return False
 
@@ -77,13 +77,15 @@ def unexplained_runs(notebooks: dict[str, Any], runs: Iterable[tuple[str, str]])
         if file not in cells:
             found.setdefault("", []).append(f"the kernel ran code that is in no cell of the notebook ({file})")
             continue
-        for name, n, tree, expected in cells[file]:
-            if tree is None:
-                found.setdefault(name, []).append(f"cell {n}: the kernel ran code the grader cannot read (it does "
-                                                  "not parse as Python; a magic needs its %)")  # fmt: skip
-            elif _unexpected(digests, expected):
-                found.setdefault(name, []).append(f"cell {n}: the kernel ran other code than the cell's text (it "
-                                                  "was rewritten before it ran)")  # fmt: skip
+        readable = [expected for _, _, tree, expected in cells[file] if tree is not None]
+        if not readable:
+            reason = "the kernel ran code the grader cannot read (it does not parse as Python; a magic needs its %)"
+        elif _unexpected(digests, readable):
+            reason = "the kernel ran other code than the cell's text (it was rewritten before it ran)"
+        else:
+            continue
+        for name, n, _, _ in cells[file]:
+            found.setdefault(name, []).append(f"cell {n}: {reason}")
     ran = {file for file, _ in blocks}
     for name, n, file in graded:
         if file not in ran:

@@ -101,10 +101,10 @@ DENIED_ATTRIBUTES = frozenset(
 """Attributes that reach frames, code, files (numpy's, torch's and matplotlib's readers and writers; the grading
 kernel's fence, :mod:`.fence`, refuses what any route writes), computed look-ups (``typing.get_type_hints`` and
 ``string.Formatter().get_field`` evaluate strings) or torch's internals, on any object."""
-SHELL_HANDLES = frozenset({"shell", "kernel", "comm", "instance", "parent", "events", "use"})
+SHELL_HANDLES = frozenset({"shell", "kernel", "comm", "instance", "parent", "events"})
 """Attributes that lead from an allowed object to the kernel and its shell (a progress bar's widget
-``.comm.kernel.shell``, ``InteractiveShell.instance()``) or load a backend by name (``matplotlib.use("module://X")``):
-denied on anything not provably the student's own (``self.kernel`` is fine)."""
+``.comm.kernel.shell``, ``InteractiveShell.instance()``): denied on anything not provably the student's own
+(``self.kernel`` is fine)."""
 ALLOWED_MAGICS = frozenset({"matplotlib", "pinfo", "pinfo2", "time", "timeit", "who", "whos"})
 MAGIC_ARGUMENTS = {
     "matplotlib": re.compile(r"^\s*(inline|widget|ipympl)?\s*$"),

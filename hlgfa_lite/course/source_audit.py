@@ -497,11 +497,6 @@ class _Audit(ast.NodeVisitor):
         for keyword in node.keywords:
             self._report(node, f"class {node.name}({keyword.arg}=…) changes how Python builds it", tamper=True)
             self.visit(keyword.value)
-        for stmt in node.body:
-            for t in [t for t in _changed(stmt) if isinstance(t, ast.Name)]:
-                if DUNDER.match(t.id) and t.id not in ALLOWED_DUNDERS | {"__slots__", "__match_args__"}:
-                    self._report(stmt, f"class {node.name} sets {t.id}, which changes how Python or torch treats "
-                                       "its objects", tamper=True)  # fmt: skip
         self.scopes.append(_Scope("class", scope_bindings(node.body)))
         for stmt in node.body:
             self.visit(stmt)
@@ -617,8 +612,7 @@ class _Audit(ast.NodeVisitor):
         if name in HELD_MODULES and not self._own(base):
             self._report(node, f"reaches {_dotted(base)}.{name} (a module another module holds)", tamper=True)
         if name in SHELL_HANDLES and not self._own(base):
-            self._report(node, f"reaches {_dotted(base)}.{name} (the kernel, its shell or a backend by name)",
-                         tamper=True)  # fmt: skip
+            self._report(node, f"reaches {_dotted(base)}.{name} (the kernel or its shell)", tamper=True)
         super_call = isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "super"
         if name in self.defs.mutators and not self._own(base) and not super_call:
             self._report(node, f"calls {_dotted(base)}.{name}, a method of yours that sets attributes on self, on "
@@ -653,7 +647,7 @@ class _Audit(ast.NodeVisitor):
                 for arg in [node.args[0], *node.args[2:], *(k.value for k in node.keywords)]:
                     self.visit(arg)
                 return
-            self._report(node, f"{func.id}() with a computed name (an attribute looked up by a string)")
+            self._report(node, f"{func.id}() with a computed name (an attribute looked up by a string)", tamper=True)
             for arg in [*node.args, *(k.value for k in node.keywords)]:
                 self.visit(arg)
             return None
@@ -695,7 +689,11 @@ class _Audit(ast.NodeVisitor):
                     inner.scopes = [*self.scopes, _Scope("function", scope_bindings(tree.body))]
                     for stmt in tree.body:
                         inner.visit(stmt)
-                    self.issues += [Issue(node.lineno, i.reason, i.tamper, i.norm) for i in inner.issues]
+                    found = inner.issues + dunder_bindings(tree)
+                    if future_flags(tree):  # the shell's compiler keeps it for every later cell, unseen by the audit
+                        found.append(Issue(node.lineno, f"a __future__ import inside %{magic} (put it in a cell of "
+                                                        "its own)", tamper=True))  # fmt: skip
+                    self.issues += [Issue(node.lineno, i.reason, i.tamper, i.norm) for i in found]
             return True
         attr = getattr(func, "attr", "")
         what = f"!{args[0]}" if attr in ("system", "getoutput") and args else f"%{magic}" if magic else attr
@@ -802,4 +800,50 @@ def audit_cell(source: str, context: CellContext | None = None) -> list[Issue]:
     for stmt in tree.body:
         audit.visit(stmt)
     audit.rebinds()
-    return audit.issues
+    return audit.issues + dunder_bindings(tree)
+
+
+METHOD_DUNDERS = ALLOWED_DUNDERS - {"__name__", "__doc__"}
+"""The dunders a class may define as methods (what they do is the student's code, read like any other)."""
+CLASS_DUNDERS = frozenset({"__slots__", "__match_args__"})
+"""The dunders a class body may assign."""
+
+
+def _bound_names(node: ast.AST) -> list[str]:
+    """The names ``node`` itself binds (a target, a definition, an import, a handler, a pattern, a declaration)."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+        return [node.id]
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return [node.name]
+    if isinstance(node, ast.Import):
+        return [a.asname or a.name.split(".")[0] for a in node.names]
+    if isinstance(node, ast.ImportFrom):
+        return [a.asname or a.name for a in node.names]
+    if isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar):
+        return [node.name] if node.name else []
+    if isinstance(node, ast.MatchMapping):
+        return [node.rest] if node.rest else []
+    if isinstance(node, ast.Global | ast.Nonlocal):
+        return list(node.names)
+    return []
+
+
+def dunder_bindings(tree: ast.Module) -> list[Issue]:
+    """Every binding of a ``__dunder__`` name, in any scope and by any statement (``__builtins__ = {…}`` gives every
+    later cell other built-ins, ``__import__`` among them; ``for __hash__ in …`` in a class changes its objects), but a
+    class's own methods of :data:`METHOD_DUNDERS` and its :data:`CLASS_DUNDERS`."""
+    allowed: set[int] = set()
+    for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+        for stmt in cls.body:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name in METHOD_DUNDERS:
+                allowed.add(id(stmt))
+            elif isinstance(stmt, ast.Assign | ast.AnnAssign):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                allowed |= {id(t) for t in targets if isinstance(t, ast.Name) and t.id in CLASS_DUNDERS}
+    issues = []
+    for node in ast.walk(tree):
+        for name in _bound_names(node):
+            if DUNDER.match(name) and id(node) not in allowed:
+                issues.append(Issue(getattr(node, "lineno", 0), f"binds {name}, which changes how Python runs the "
+                                    "notebook or treats its objects", tamper=True))  # fmt: skip
+    return issues

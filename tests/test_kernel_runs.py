@@ -51,6 +51,12 @@ def test_an_honest_notebook_explains_every_run(tmp_path: Path, monkeypatch: pyte
     nb, runs = _run(cells, {2}, tmp_path, monkeypatch, automagic=False)
     assert len({name for name, _ in runs}) == 7, runs
     assert kernel_runs.unexplained_runs({"honest": nb}, runs) == {}
+    graded = [i for i, (name, _) in enumerate(runs) if name == kernel_runs.cell_file(cells[2])]
+    cut = runs[: graded[-1]] + runs[graded[-1] + 1 :]  # the graded cell stopped before its last statement
+    found = kernel_runs.unexplained_runs({"honest": nb}, cut)
+    assert found == {"honest": ["graded cell 3 stopped before its last statement without an error"]}, found
+    nb.cells[2].outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="", traceback=[])]
+    assert kernel_runs.unexplained_runs({"honest": nb}, cut) == {}  # an honest failure: the cell scores 0 anyway
 
 
 def test_what_the_audit_did_not_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,49 +45,57 @@ def expected_runs(tree: ast.Module, flags: int) -> list[str]:
     return found
 
 
-def _unexpected(runs: list[str], expectations: list[list[str]]) -> bool:
-    """Whether one cell file's consecutive runs are not executions of the cells with that text (``expectations``:
-    each one's statements; two cells with one text may compile differently, under other ``__future__`` flags): each
-    execution runs its statements in order until one raises, and the next starts again from a first statement."""
-    at: set[tuple[int, int]] = set()  # (which cell, how many of its statements ran)
+def _executions(runs: list[str], expectations: list[list[str]]) -> set[tuple[int, int]] | None:
+    """Where one cell file's consecutive runs leave the cells with that text (``expectations``: each one's
+    statements; two cells with one text may compile differently, under other ``__future__`` flags): the (cell, how
+    many of its statements ran) the runs may be, or None when they are no executions of them. Each execution runs a
+    cell's statements in order until one raises, and the next starts again from a first statement."""
+    at: set[tuple[int, int]] = set()
     for digest in runs:
         at = {(c, k + 1) for c, k in at if k < len(expectations[c]) and expectations[c][k] == digest} | {
             (c, 1) for c, expected in enumerate(expectations) if expected and expected[0] == digest
         }
         if not at:
-            return True
-    return False
+            return None
+    return at
 
 
 def unexplained_runs(notebooks: dict[str, Any], runs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """Notebook name -> why nothing it graded counts, from the autograded ``notebooks`` (name -> notebook) and the
     fence's runs of their kernels, in order; the key ``""`` for runs that are no cell of any of them."""
     cells: dict[str, list[tuple[str, int, ast.Module | None, list[str]]]] = {}
-    graded: list[tuple[str, int, str]] = []
+    graded: list[tuple[str, int, str, bool]] = []  # (notebook, cell number, file, whether its outputs show an error)
     for name, nb in notebooks.items():
         code = [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code" and c.get("source", "").strip()]
         for (i, cell), (tree, flags) in zip(code, parse_cells(c.get("source", "") for _, c in code)):
             expected = expected_runs(tree, flags) if tree is not None else []
             cells.setdefault(cell_file(cell.source), []).append((name, i + 1, tree, expected))
             if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
-                graded.append((name, i + 1, cell_file(cell.source)))
+                failed = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+                graded.append((name, i + 1, cell_file(cell.source), failed))
     found: dict[str, list[str]] = {}
     blocks = [(file, [digest for _, digest in group]) for file, group in groupby(runs, key=lambda run: run[0])]
+    finished: dict[str, bool] = {}  # file -> whether its last execution ran a cell's last statement
     for file, digests in blocks:
         if file not in cells:
             found.setdefault("", []).append(f"the kernel ran code that is in no cell of the notebook ({file})")
             continue
         readable = [expected for _, _, tree, expected in cells[file] if tree is not None]
-        if not readable:
-            reason = "the kernel ran code the grader cannot read (it does not parse as Python; a magic needs its %)"
-        elif _unexpected(digests, readable):
-            reason = "the kernel ran other code than the cell's text (it was rewritten before it ran)"
-        else:
+        at = _executions(digests, readable) if readable else None
+        if at is not None:
+            finished[file] = any(k == len(readable[c]) for c, k in at)
             continue
+        reason = (
+            "the kernel ran other code than the cell's text (it was rewritten before it ran)"
+            if readable
+            else "the kernel ran code the grader cannot read (it does not parse as Python; a magic needs its %)"
+        )
         for name, n, _, _ in cells[file]:
             found.setdefault(name, []).append(f"cell {n}: {reason}")
     ran = {file for file, _ in blocks}
-    for name, n, file in graded:
+    for name, n, file, failed in graded:
         if file not in ran:
             found.setdefault(name, []).append(f"graded cell {n} did not run in the grading kernel")
+        elif not finished.get(file, True) and not failed:  # stopped part-way, yet no error was recorded
+            found.setdefault(name, []).append(f"graded cell {n} stopped before its last statement without an error")
     return {name: list(dict.fromkeys(reasons)) for name, reasons in found.items()}

@@ -393,6 +393,31 @@ def my_decompose(features, kernel):
 """,
         ["if __name__ == '__main__':\n    print(Pair(1, 2))\n"],
     ),
+    (  # the ninth pass's false positives: names of a literal loop, __all__, an own object's .parent
+        "decompose",
+        """\
+from dataclasses import dataclass
+
+__all__ = ["my_decompose"]
+
+
+@dataclass
+class Cfg:
+    parent: str = "none"
+
+
+def describe(x, cfg):
+    for name in ("mean", "std"):
+        print(name, getattr(x, name)().item(), cfg.parent)
+    return {n: getattr(x, n)().item() for n in ("amax", "amin") if hasattr(x, n)}
+
+
+def my_decompose(features, kernel):
+    structure = torch.nn.functional.avg_pool2d(features, kernel, 1, kernel // 2, count_include_pad=False)
+    return structure, features - structure
+""",
+        ["print(describe(torch.ones(2), Cfg()))\n"],
+    ),
 ]
 
 
@@ -1647,6 +1672,62 @@ ROUTES |= {  # the eighth pass: 9/9 for stubs by other built-ins for every later
         "modulate", _STUB, ["import typing as t\n\ngetattr(getattr(t, 'sy' + 's'), 'modu' + 'les')\n"],
     ),
 }  # fmt: skip
+_PROBE = """\
+import copy
+import torch
+
+
+class Key:
+    def __init__(self, cells):
+        self.cells = cells
+
+
+pending = []
+found = []
+
+
+class Probe:
+    def contiguous(self):
+        found.append(copy.copy(Key(pending[0])))
+        raise LookupError("done")
+
+
+def position_yardstick(train_cells):
+    found.clear()
+    pending.clear()
+    pending.append(train_cells)
+    try:
+        nearest_distance(Probe(), train_cells[1])
+    except LookupError:
+        pass
+    return found[0]
+"""
+_REGISTRY = """\
+from hlgfa_lite.course.exercises_normal import reference_position_yardstick
+copy.dispatch_table.update({Key: lambda k: (reference_position_yardstick, (k.cells,))})
+"""
+ROUTES["registry_of_a_module_changed_in_place"] = ("position_yardstick", _PROBE, [_REGISTRY])  # the ninth pass: 2/2
+ROUTES |= {  # the ninth pass, 9/9 for stubs: sys.modules through attributes named where the audit did not look
+    "match_class_pattern_reads_an_attribute": (
+        "modulate", _STUB, ["import torch\n\nmatch torch:\n    case object(sys=found):\n        pass\n"],
+    ),
+    "update_wrapper_reads_attributes_by_name": (
+        "modulate", _STUB,
+        ["import functools\nimport torch\n\n\nclass Sink:\n    def update(self, value):\n        self.got = value\n\n\n"
+         "sink = Sink()\nfunctools.update_wrapper(sink, torch, assigned=(), updated=('sys',))\n"],
+    ),
+    "wraps_copies_attributes_by_name": (
+        "modulate", _STUB, ["from functools import wraps\n\n\n@wraps(print)\ndef shown():\n    pass\n"],
+    ),
+    "make_dataclass_with_a_namespace": (
+        "modulate", _STUB, ["import dataclasses\n\nT = dataclasses.make_dataclass('T', [], namespace={})\n"],
+    ),
+    "loop_name_rebound_by_a_function_at_module_level": (
+        "modulate", _STUB,
+        ["import torch\n\n\ndef swap():\n    global n\n    n = 'sy' + 's'\n\n\nfor n in ('mean',):\n    swap()\n"
+         "    getattr(torch, n)\n"],
+    ),
+}  # fmt: skip
 ROUTES = {k: (e, _expand(a), [_expand(c) for c in x]) for k, (e, a, x) in ROUTES.items()}
 
 
@@ -1855,7 +1936,6 @@ def test_the_grader_stops_tqdms_monitors_and_refuses_to_judge_beside_another_thr
     """The eighth pass: tqdm's monitor thread called a notebook subclass's ``refresh``, which did the answer's work
     with the library while the watch saw only the grader's thread (8/9 for library code)."""
     import threading
-    import time
 
     from tqdm import tqdm
 
@@ -1870,14 +1950,58 @@ def test_the_grader_stops_tqdms_monitors_and_refuses_to_judge_beside_another_thr
     assert not monitor.is_alive()
     bar.close()
     stop = threading.Event()
-    helper = threading.Thread(target=stop.wait, args=(30,), daemon=True)  # started by this module, not the kernel
-    helper.start()
+
+    def worker() -> None:
+        stop.wait(30)
+
+    worker.__module__ = "ipykernel.iostream"  # a name is not where the code comes from
+    for target in (stop.wait, worker):  # started by this module, not the kernel
+        helper = threading.Thread(target=target, args=(30,) if target is stop.wait else (), daemon=True)
+        helper.start()
+        try:
+            with pytest.raises(AssertionError, match="a thread the notebook started"):
+                _grade("decompose", answer)
+        finally:
+            stop.set()
+            helper.join(5)
+            stop.clear()
+
+
+def test_the_stand_in_search_runs_no_method_of_the_students() -> None:
+    """The ninth pass: the reference search standing in for ``nearest_distance`` (the watch does not look inside it)
+    called ``.contiguous()`` of a student's object, which copied a key that ``copy``'s registry turned into a call of
+    the library's yardstick: 2/2. The stand-in takes plain tensors only, and student code it calls is watched."""
+    with pytest.raises(AssertionError, match="position_yardstick"):
+        _grade("position_yardstick", _answer("nearest_distance"), _PROBE, _REGISTRY)
+
+
+def test_frames_an_exception_lets_go_are_let_go_under_the_watch() -> None:
+    """A generator the function left suspended runs its ``finally`` when the exception's frames are let go: under the
+    watch (the ninth pass found it ran after, unwatched)."""
+    import contextlib
+
+    from hlgfa_lite.course import exercises as ex
+    from hlgfa_lite.method.blocks import decompose
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        def later():
+            try:
+                yield
+            finally:
+                decompose(x, 3)
+
+        suspended = later()
+        next(suspended)
+        raise ValueError("not yet")
+
+    watch = own_work.Watch()
+    ex.WATCH = watch
     try:
-        with pytest.raises(AssertionError, match="a thread the notebook started"):
-            _grade("decompose", answer)
+        with pytest.raises(ValueError):
+            ex._call(fn, torch.zeros(1, 1, 4, 4))
     finally:
-        stop.set()
-        time.sleep(0.01)
+        ex.WATCH = contextlib.nullcontext
+    assert any("hlgfa_lite" in found for found in watch.found), watch.found
 
 
 def test_a_judgement_made_again_draws_new_cases() -> None:

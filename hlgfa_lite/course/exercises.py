@@ -144,9 +144,13 @@ def _call(fn: Callable[..., Any], *args: torch.Tensor | int) -> Any:
     try:
         with WATCH(), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = fn(*copies)
-            if isinstance(out, tuple | list):  # its items taken out here, under the watch
-                out = tuple(out)
+            try:
+                out = fn(*copies)
+                if isinstance(out, tuple | list):  # its items taken out here, under the watch
+                    out = tuple(out)
+            except BaseException as exc:  # its frames (a generator's finally) are let go here, under the watch
+                exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+                raise
     except NotImplementedError:
         raise _NotAttempted from None
     for before, after in zip(args, copies, strict=True):

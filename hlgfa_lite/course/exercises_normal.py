@@ -141,7 +141,10 @@ def _yardstick_cases(fn: Callable[[torch.Tensor], torch.Tensor], extra: torch.Te
 
 
 def _reference_nearest(queries: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-    """The reference search, standing in for the student's ``nearest_distance`` while the yardstick is judged."""
+    """The reference search, standing in for the student's ``nearest_distance`` while the yardstick is judged. Plain
+    tensors only: the watch does not look inside it, so no method of another object may run there."""
+    if type(queries) is not torch.Tensor or type(memory) is not torch.Tensor:
+        raise TypeError("nearest_distance takes two plain torch.Tensor")
     return _library_nearest(queries, memory)
 
 

@@ -64,14 +64,28 @@ def _kind(value: Any) -> str:
     return type.__dict__["__name__"].__get__(type(value), type)
 
 
-KERNEL_THREADS = ("ipykernel.", "IPython.", "zmq.", "jupyter_client.", "tornado.", "comm.")
-"""Where the threads of a kernel come from (their class's module, or a plain thread's target's)."""
+KERNEL_PACKAGES = ("ipykernel", "IPython", "zmq", "jupyter_client", "tornado", "comm")
+"""Where the code of a kernel's own threads comes from."""
+
+
+def _kernel_code(code: Any) -> bool:
+    """Whether a code object comes from a file of :data:`KERNEL_PACKAGES` (a file name no cell can change)."""
+    import importlib.util
+
+    if type(code) is not types.CodeType:
+        return False
+    for name in KERNEL_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            if code.co_filename.startswith(os.path.join(folder, "")):
+                return True
+    return False
 
 
 def _quiet_threads(exercise: str) -> None:
     """Stop tqdm's monitor threads (they call methods of progress bars, which a notebook's subclass may define) and
-    refuse to judge while any other thread the notebook started runs: the watch sees only threads started during
-    the call, so another could do the answer's work meanwhile."""
+    refuse to judge while any other thread runs code that is not the kernel's own: the watch sees only threads started
+    during the call, so another could do the answer's work meanwhile."""
     import threading
 
     for thread in threading.enumerate():
@@ -83,12 +97,13 @@ def _quiet_threads(exercise: str) -> None:
             thread.join(timeout=5)
             if not thread.is_alive():
                 continue
-        target = vars(thread).get("_target") if kind is threading.Thread else None
-        where = getattr(getattr(target, "__func__", target), "__module__", None) if target is not None else None
-        origin = where if kind is threading.Thread else kind.__module__
-        if not (isinstance(origin, str) and origin.startswith(KERNEL_THREADS)):
-            raise AssertionError(f"{exercise}: {MARKER} – a thread the notebook started ({_kind(thread)} from "
-                                 f"{origin}) runs while the grader judges your function")  # fmt: skip
+        runs = next((vars(k)["run"] for k in kind.__mro__ if "run" in vars(k)), None)
+        if runs is threading.Thread.run:  # a plain thread runs its target
+            target = vars(thread).get("_target")
+            runs = target.__func__ if type(target) is types.MethodType else target
+        if not _kernel_code(runs.__code__ if type(runs) is types.FunctionType else None):
+            raise AssertionError(f"{exercise}: {MARKER} – a thread the notebook started ({_kind(thread)}) runs while "
+                                 "the grader judges your function")  # fmt: skip
 
 
 def _drop(package: types.ModuleType) -> None:

@@ -94,17 +94,19 @@ DENIED_ATTRIBUTES = frozenset(
      "setprofile", "settrace", "get_referrers", "get_referents", "get_objects", "exec", "get_annotations",
      "input_transformers_post", "input_transformers_cleanup", "input_transformer_manager", "ast_transformers",
      "prefilter_manager", "magics_manager", "display_formatter", "displayhook", "display_pub", "comm_manager",
-     "switch_backend", "load_library"}
+     "switch_backend", "load_library", "update_wrapper", "wraps", "make_dataclass"}
     | DENIED_SUBMODULES
     | ESCAPES
 )  # fmt: skip
 """Attributes that reach frames, code, files (numpy's, torch's and matplotlib's readers and writers; the grading
 kernel's fence, :mod:`.fence`, refuses what any route writes), computed look-ups (``typing.get_type_hints`` and
 ``string.Formatter().get_field`` evaluate strings) or torch's internals, on any object."""
-SHELL_HANDLES = frozenset({"shell", "kernel", "comm", "instance", "parent", "events"})
+SHELL_HANDLES = frozenset({"shell", "kernel", "comm"})
 """Attributes that lead from an allowed object to the kernel and its shell (a progress bar's widget
-``.comm.kernel.shell``, ``InteractiveShell.instance()``): denied on anything not provably the student's own
-(``self.kernel`` is fine)."""
+``.comm.kernel.shell``): denied on anything not provably the student's own (``self.kernel`` is fine)."""
+SHELL_LINKS = frozenset({"instance", "parent", "events"})
+"""Attributes that lead to the shell from a module or a library object (``InteractiveShell.instance()``, a
+configurable's ``parent``): denied where the chain starts at one (``cfg.parent`` of the student's is fine)."""
 ALLOWED_MAGICS = frozenset({"matplotlib", "pinfo", "pinfo2", "time", "timeit", "who", "whos"})
 MAGIC_ARGUMENTS = {
     "matplotlib": re.compile(r"^\s*(inline|widget|ipympl)?\s*$"),

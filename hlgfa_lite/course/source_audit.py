@@ -58,6 +58,7 @@ from .rules import (
     MAGIC_ARGUMENTS,
     NORM,
     SHELL_HANDLES,
+    SHELL_LINKS,
     module_allowed,
 )
 
@@ -152,6 +153,11 @@ def _is_literal_lookup(node: ast.AST) -> bool:
 DUNDER = re.compile(r"^__\w+__$")
 HARMLESS_ATTRIBUTES = frozenset({"requires_grad", "grad"})
 """May be set on anything the student holds (``gate.requires_grad = False``): nothing the grader reads."""
+IN_PLACE = frozenset(
+    {"update", "setdefault", "append", "insert", "extend", "pop", "popitem", "clear", "discard", "appendleft",
+     "extendleft"}
+)  # fmt: skip
+"""Methods that change a container in place (on a module's container: a registry the library or the grader reads)."""
 HARMLESS_ITEMS = frozenset({"rcParams"})
 """Mappings of settings whose items may be set (``plt.rcParams["figure.figsize"] = …``): nothing the grader reads."""
 
@@ -345,6 +351,7 @@ class _Audit(ast.NodeVisitor):
         self.defs = context.defs | definitions(module)
         self.params: list[set[str]] = []  # per enclosing function: its parameters (the first of a method excepted)
         self.selves: list[str | None] = []  # per enclosing function: the first parameter of a method
+        self.loops: dict[int, list[str]] = {}  # getattr calls over a literal loop -> its names (literal_loop_lookups)
 
     # -- resolution ---------------------------------------------------------------------------------
 
@@ -611,6 +618,8 @@ class _Audit(ast.NodeVisitor):
             self._report(node, f"reaches {_dotted(base)}.{name} (a hook that changes torch for everyone)", tamper=True)
         if name in HELD_MODULES and not self._own(base):
             self._report(node, f"reaches {_dotted(base)}.{name} (a module another module holds)", tamper=True)
+        if name in SHELL_LINKS and external:
+            self._report(node, f"reaches {_dotted(base)}.{name} (the kernel or its shell)", tamper=True)
         if name in SHELL_HANDLES and not self._own(base):
             self._report(node, f"reaches {_dotted(base)}.{name} (the kernel or its shell)", tamper=True)
         super_call = isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "super"
@@ -626,6 +635,13 @@ class _Audit(ast.NodeVisitor):
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self._attribute_name(node, node.attr, node.value)
+        self.generic_visit(node)
+
+    def visit_MatchClass(self, node: ast.MatchClass) -> None:
+        """``case object(sys=found)`` reads the subject's attribute ``sys``: each keyword read as an attribute of
+        something not provably the student's own."""
+        for name in node.kwd_attrs:
+            self._attribute_name(node, name, ast.Call(ast.Name("object", ast.Load()), [], []))
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
@@ -647,13 +663,34 @@ class _Audit(ast.NodeVisitor):
                 for arg in [node.args[0], *node.args[2:], *(k.value for k in node.keywords)]:
                     self.visit(arg)
                 return
-            self._report(node, f"{func.id}() with a computed name (an attribute looked up by a string)", tamper=True)
+            if id(node) in self.loops:  # each name of a literal loop, read as an attribute
+                for name in self.loops[id(node)]:
+                    self._attribute_name(node, name, node.args[0])
+            else:
+                self._report(node, f"{func.id}() with a computed name (an attribute looked up by a string)",
+                             tamper=True)  # fmt: skip
             for arg in [*node.args, *(k.value for k in node.keywords)]:
                 self.visit(arg)
             return None
         if self._magic(node):
             return None
+        self._in_place(node)
         return self.generic_visit(node)
+
+    def _in_place(self, node: ast.Call) -> None:
+        """``copy.dispatch_table.update(…)``: a container a module holds, changed in place (a registry the library or
+        the grader reads), as an assignment to it would be."""
+        func = node.func
+        if not (isinstance(func, ast.Attribute) and func.attr in IN_PLACE):
+            return
+        holder = func.value
+        if isinstance(holder, ast.Attribute | ast.Subscript) and not (
+            isinstance(holder, ast.Attribute) and holder.attr in HARMLESS_ITEMS
+        ):
+            root = _root(holder)
+            if root is not None and self._external(root):
+                self._report(node, f"changes {_dotted(holder)} in place, which is not provably your object "
+                                   "(monkeypatching)", tamper=True)  # fmt: skip
 
     def _magic(self, node: ast.Call) -> bool:
         """``get_ipython().run_line_magic(...)``: True when it is an allowed magic (its code audited)."""
@@ -790,6 +827,55 @@ def global_reads(tree: ast.Module) -> set[str]:
     return reads.reads
 
 
+def _strings(node: ast.AST) -> list[str] | None:
+    """The strings of a literal tuple/list/set of string constants, else None."""
+    if isinstance(node, ast.Tuple | ast.List | ast.Set) and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts
+    ):
+        return [e.value for e in node.elts]  # type: ignore[attr-defined]
+    return None
+
+
+def _lookups_in(nodes: Sequence[ast.AST], name: str) -> list[ast.Call]:
+    return [n for part in nodes for n in ast.walk(part) if _is_lookup_by(n, name)]
+
+
+def _is_lookup_by(node: ast.AST, name: str) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in LITERAL_LOOKUP
+            and len(node.args) >= 2 and isinstance(node.args[1], ast.Name) and node.args[1].id == name)  # fmt: skip
+
+
+def literal_loop_lookups(tree: ast.Module) -> dict[int, list[str]]:
+    """``getattr``/``hasattr`` calls whose name is a loop variable over a literal collection of strings -> those
+    strings (read as attributes, each): in a comprehension (its variable is its own), or in a ``for`` loop of a
+    function whose every binding of the name is such a loop (a function's local: nothing it calls can rebind it)."""
+    found: dict[int, list[str]] = {}
+    kinds = ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
+    for comp in [n for n in ast.walk(tree) if isinstance(n, kinds)]:
+        parts = [comp.key, comp.value] if isinstance(comp, ast.DictComp) else [comp.elt]
+        for i, gen in enumerate(comp.generators):
+            if not isinstance(gen.target, ast.Name):
+                continue
+            inside = [*parts, *gen.ifs, *[x for g in comp.generators[i + 1 :] for x in (g.iter, *g.ifs)]]
+            strings = _strings(gen.iter)
+            for call in _lookups_in(inside, gen.target.id):  # an inner loop of the same name comes later: it wins
+                if strings is None:
+                    found.pop(id(call), None)
+                else:
+                    found[id(call)] = strings
+    for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
+        declared = {d for n in ast.walk(fn) if isinstance(n, ast.Global | ast.Nonlocal) for d in n.names}
+        bindings = scope_bindings(fn.body, fn.args)
+        for loop in [n for n in ast.walk(fn) if isinstance(n, ast.For)]:
+            name = loop.target.id if isinstance(loop.target, ast.Name) else None
+            strings = _strings(loop.iter)
+            if name is None or strings is None or name in declared:
+                continue
+            if all(expr is not None and _strings(expr) is not None for expr in bindings.get(name, [None])):
+                found.update({id(call): strings for call in _lookups_in(loop.body, name) if id(call) not in found})
+    return found
+
+
 def audit_cell(source: str, context: CellContext | None = None) -> list[Issue]:
     """What ``source`` (one notebook cell, magics allowed) does that an answer may not, line by line."""
     context = context or CellContext()
@@ -797,6 +883,7 @@ def audit_cell(source: str, context: CellContext | None = None) -> list[Issue]:
     if tree is None:
         return []
     audit = _Audit(tree, context)
+    audit.loops = literal_loop_lookups(tree)
     for stmt in tree.body:
         audit.visit(stmt)
     audit.rebinds()
@@ -807,6 +894,8 @@ METHOD_DUNDERS = ALLOWED_DUNDERS - {"__name__", "__doc__"}
 """The dunders a class may define as methods (what they do is the student's code, read like any other)."""
 CLASS_DUNDERS = frozenset({"__slots__", "__match_args__"})
 """The dunders a class body may assign."""
+MODULE_DUNDERS = frozenset({"__all__"})
+"""The dunders a cell may assign at its top level (``from notebook import *`` is refused anyway)."""
 
 
 def _bound_names(node: ast.AST) -> list[str]:
@@ -831,8 +920,11 @@ def _bound_names(node: ast.AST) -> list[str]:
 def dunder_bindings(tree: ast.Module) -> list[Issue]:
     """Every binding of a ``__dunder__`` name, in any scope and by any statement (``__builtins__ = {…}`` gives every
     later cell other built-ins, ``__import__`` among them; ``for __hash__ in …`` in a class changes its objects), but a
-    class's own methods of :data:`METHOD_DUNDERS` and its :data:`CLASS_DUNDERS`."""
+    class's own methods of :data:`METHOD_DUNDERS`, its :data:`CLASS_DUNDERS` and a cell's :data:`MODULE_DUNDERS`."""
     allowed: set[int] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign):
+            allowed |= {id(t) for t in stmt.targets if isinstance(t, ast.Name) and t.id in MODULE_DUNDERS}
     for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
         for stmt in cls.body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name in METHOD_DUNDERS:

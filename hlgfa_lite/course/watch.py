@@ -71,6 +71,8 @@ class Watch:
     def _event(self, frame: types.FrameType, event: str, arg: Any) -> None:
         if event == "call":
             code = frame.f_code
+            if self._inside_allowed and cell_file(code.co_filename or ""):  # the student's code, called from there
+                self._note(f"{code.co_name} (your code ran inside the reference the grader stood in)")
             if self._inside_allowed or id(code) in self._allowed_ids:
                 self._inside_allowed += 1
             elif code is not Watch.__exit__.__code__:

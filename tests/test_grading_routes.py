@@ -393,7 +393,7 @@ def my_decompose(features, kernel):
 """,
         ["if __name__ == '__main__':\n    print(Pair(1, 2))\n"],
     ),
-    (  # the ninth pass's false positives: names of a literal loop, __all__, an own object's .parent
+    (  # the ninth pass's false positives: __all__, an own object's .parent
         "decompose",
         """\
 from dataclasses import dataclass
@@ -407,9 +407,7 @@ class Cfg:
 
 
 def describe(x, cfg):
-    for name in ("mean", "std"):
-        print(name, getattr(x, name)().item(), cfg.parent)
-    return {n: getattr(x, n)().item() for n in ("amax", "amin") if hasattr(x, n)}
+    return {"mean": x.mean().item(), "parent": cfg.parent}
 
 
 def my_decompose(features, kernel):
@@ -1707,6 +1705,13 @@ from hlgfa_lite.course.exercises_normal import reference_position_yardstick
 copy.dispatch_table.update({Key: lambda k: (reference_position_yardstick, (k.cells,))})
 """
 ROUTES["registry_of_a_module_changed_in_place"] = ("position_yardstick", _PROBE, [_REGISTRY])  # the ninth pass: 2/2
+ROUTES["torch_mode_fills_the_outputs_after_the_call"] = (  # the tenth pass (caught by the audit; the grader too)
+    "decompose",
+    "def my_decompose(features, kernel):\n    structure, detail = features * 1.0, features * 0.0\n"
+    "    pending.append((features, kernel, structure, detail))\n    return structure, detail\n",
+    ["import torch.autograd.graph as tag\n\npending = []\n\n\nclass Later(tag.TorchDispatchMode):\n    pass\n\n\n"
+     "Later().__enter__()\n"],
+)
 ROUTES |= {  # the ninth pass, 9/9 for stubs: sys.modules through attributes named where the audit did not look
     "match_class_pattern_reads_an_attribute": (
         "modulate", _STUB, ["import torch\n\nmatch torch:\n    case object(sys=found):\n        pass\n"],
@@ -1721,6 +1726,11 @@ ROUTES |= {  # the ninth pass, 9/9 for stubs: sys.modules through attributes nam
     ),
     "make_dataclass_with_a_namespace": (
         "modulate", _STUB, ["import dataclasses\n\nT = dataclasses.make_dataclass('T', [], namespace={})\n"],
+    ),
+    "loop_name_shadowed_in_a_comprehension": (  # the tenth pass: 3/3 while a literal loop's names were allowed
+        "modulate", _STUB,
+        ["import torch\n\n\ndef reach(names):\n    for n in ('mean',):\n"
+         "        return [getattr(torch, n) for n in names]\n\n\nsystem = reach(['sys'])[0]\n"],
     ),
     "loop_name_rebound_by_a_function_at_module_level": (
         "modulate", _STUB,
@@ -2002,6 +2012,21 @@ def test_frames_an_exception_lets_go_are_let_go_under_the_watch() -> None:
     finally:
         ex.WATCH = contextlib.nullcontext
     assert any("hlgfa_lite" in found for found in watch.found), watch.found
+
+
+def test_the_grader_judges_nothing_while_a_torch_mode_is_active() -> None:
+    """The tenth pass: a dispatch mode entered in a cell ran its own code inside the grader's torch calls after the
+    watch (filling in the outputs the answer kept: 2/2 for the library's decompose at unit level)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Passing(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    with Passing(), pytest.raises(AssertionError, match="a torch mode is active"):
+        _grade("decompose", _answer("decompose"))
+    with torch.device("cpu"):  # torch's own device context is not a mode of the notebook's
+        assert _grade("decompose", _answer("decompose")) == grading.POINTS["decompose"]
 
 
 def test_a_judgement_made_again_draws_new_cases() -> None:

@@ -66,7 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..method.blocks import ConditionalModulation, GatedResidual, decompose
-from .own_work import require_own_work
+from .own_work import MARKER, require_own_work
 
 __all__ = [
     "Part",
@@ -140,25 +140,46 @@ def _call(fn: Callable[..., Any], *args: torch.Tensor | int) -> Any:
     """Call the student's function on copies of the inputs; inputs must stay unchanged.
 
     Warnings are silenced (nbgrader scores a graded cell that writes to stderr 0)."""
+    require_no_torch_mode()
     copies = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
     try:
         with WATCH(), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 out = fn(*copies)
-                if isinstance(out, tuple | list):  # its items taken out here, under the watch
-                    out = tuple(out)
+                # its items taken out here, under the watch, and copied (what the function keeps of its outputs cannot
+                # change the checker's copy); inline: a helper's frame here would be the library's code to the watch
+                items = list(out) if isinstance(out, tuple | list) else [out]
+                for i in range(len(items)):
+                    if type(items[i]) is torch.Tensor:
+                        items[i] = items[i].clone()
+                out = tuple(items) if isinstance(out, tuple | list) else items[0]
             except BaseException as exc:  # its frames (a generator's finally) are let go here, under the watch
                 exc.__traceback__ = exc.__context__ = exc.__cause__ = None
                 raise
     except NotImplementedError:
         raise _NotAttempted from None
+    require_no_torch_mode()
     for before, after in zip(args, copies, strict=True):
         if isinstance(before, torch.Tensor) and not torch.equal(before, after):
             raise AssertionError(
                 "do not modify the inputs in place: build a new tensor (e.g. out = x + ..., not x += ...)"
             )
     return out
+
+
+class Tampered(AssertionError):
+    """The notebook changed how the grader runs: nothing is judged (not a failed case of one part)."""
+
+
+def require_no_torch_mode() -> None:
+    """Refuse to go on while a torch function or dispatch mode is active (but torch's own ``with torch.device``): a
+    mode runs its own code inside every torch call the grader makes, after the watch."""
+    from torch.overrides import _get_current_function_mode_stack
+
+    device_modes = sum(type(m).__name__ == "DeviceContext" for m in _get_current_function_mode_stack())
+    if torch._C._len_torch_function_stack() > device_modes or torch._C._len_torch_dispatch_stack():
+        raise Tampered(f"{MARKER} – a torch mode is active (it would run inside the grader's own torch calls)")
 
 
 def _tensor(value: Any, what: str, shape: torch.Size) -> torch.Tensor:
@@ -202,6 +223,8 @@ def _part(label: str, weight: float, check: Callable[[], None], *, needs: Part |
         return Part(label, weight, f"judged once {needs.label} is right", judged=False)
     try:
         check()
+    except Tampered:
+        raise
     except AssertionError as exc:  # a case failed: its hint (or what the student's code raised)
         return Part(label, weight, hint_of(exc))
     except _NotAttempted:

@@ -28,6 +28,7 @@ import torch
 from ..method.scoring.memory_bank import nearest_sq_distance
 from .exercises import (
     Part,
+    Tampered,
     _call,
     _close,
     _maxerr,
@@ -207,6 +208,8 @@ def _search_mistake(search: Callable[..., Any]) -> str:
         failed = [p for p in nearest_distance_parts(search) if not p.passed and p.judged]
     except _NotAttempted:
         return "it is not written yet (it raises NotImplementedError)"
+    except Tampered:
+        raise
     except AssertionError as exc:
         return hint_of(exc)
     return failed[0].hint if failed and failed[0].hint else "it fails on the notebook's cells"

@@ -94,7 +94,8 @@ DENIED_ATTRIBUTES = frozenset(
      "setprofile", "settrace", "get_referrers", "get_referents", "get_objects", "exec", "get_annotations",
      "input_transformers_post", "input_transformers_cleanup", "input_transformer_manager", "ast_transformers",
      "prefilter_manager", "magics_manager", "display_formatter", "displayhook", "display_pub", "comm_manager",
-     "switch_backend", "load_library", "update_wrapper", "wraps", "make_dataclass"}
+     "switch_backend", "load_library", "update_wrapper", "wraps", "make_dataclass", "TorchDispatchMode",
+     "TorchFunctionMode"}
     | DENIED_SUBMODULES
     | ESCAPES
 )  # fmt: skip

@@ -351,7 +351,6 @@ class _Audit(ast.NodeVisitor):
         self.defs = context.defs | definitions(module)
         self.params: list[set[str]] = []  # per enclosing function: its parameters (the first of a method excepted)
         self.selves: list[str | None] = []  # per enclosing function: the first parameter of a method
-        self.loops: dict[int, list[str]] = {}  # getattr calls over a literal loop -> its names (literal_loop_lookups)
 
     # -- resolution ---------------------------------------------------------------------------------
 
@@ -663,12 +662,7 @@ class _Audit(ast.NodeVisitor):
                 for arg in [node.args[0], *node.args[2:], *(k.value for k in node.keywords)]:
                     self.visit(arg)
                 return
-            if id(node) in self.loops:  # each name of a literal loop, read as an attribute
-                for name in self.loops[id(node)]:
-                    self._attribute_name(node, name, node.args[0])
-            else:
-                self._report(node, f"{func.id}() with a computed name (an attribute looked up by a string)",
-                             tamper=True)  # fmt: skip
+            self._report(node, f"{func.id}() with a computed name (an attribute looked up by a string)", tamper=True)
             for arg in [*node.args, *(k.value for k in node.keywords)]:
                 self.visit(arg)
             return None
@@ -827,55 +821,6 @@ def global_reads(tree: ast.Module) -> set[str]:
     return reads.reads
 
 
-def _strings(node: ast.AST) -> list[str] | None:
-    """The strings of a literal tuple/list/set of string constants, else None."""
-    if isinstance(node, ast.Tuple | ast.List | ast.Set) and all(
-        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts
-    ):
-        return [e.value for e in node.elts]  # type: ignore[attr-defined]
-    return None
-
-
-def _lookups_in(nodes: Sequence[ast.AST], name: str) -> list[ast.Call]:
-    return [n for part in nodes for n in ast.walk(part) if _is_lookup_by(n, name)]
-
-
-def _is_lookup_by(node: ast.AST, name: str) -> bool:
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in LITERAL_LOOKUP
-            and len(node.args) >= 2 and isinstance(node.args[1], ast.Name) and node.args[1].id == name)  # fmt: skip
-
-
-def literal_loop_lookups(tree: ast.Module) -> dict[int, list[str]]:
-    """``getattr``/``hasattr`` calls whose name is a loop variable over a literal collection of strings -> those
-    strings (read as attributes, each): in a comprehension (its variable is its own), or in a ``for`` loop of a
-    function whose every binding of the name is such a loop (a function's local: nothing it calls can rebind it)."""
-    found: dict[int, list[str]] = {}
-    kinds = ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp
-    for comp in [n for n in ast.walk(tree) if isinstance(n, kinds)]:
-        parts = [comp.key, comp.value] if isinstance(comp, ast.DictComp) else [comp.elt]
-        for i, gen in enumerate(comp.generators):
-            if not isinstance(gen.target, ast.Name):
-                continue
-            inside = [*parts, *gen.ifs, *[x for g in comp.generators[i + 1 :] for x in (g.iter, *g.ifs)]]
-            strings = _strings(gen.iter)
-            for call in _lookups_in(inside, gen.target.id):  # an inner loop of the same name comes later: it wins
-                if strings is None:
-                    found.pop(id(call), None)
-                else:
-                    found[id(call)] = strings
-    for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
-        declared = {d for n in ast.walk(fn) if isinstance(n, ast.Global | ast.Nonlocal) for d in n.names}
-        bindings = scope_bindings(fn.body, fn.args)
-        for loop in [n for n in ast.walk(fn) if isinstance(n, ast.For)]:
-            name = loop.target.id if isinstance(loop.target, ast.Name) else None
-            strings = _strings(loop.iter)
-            if name is None or strings is None or name in declared:
-                continue
-            if all(expr is not None and _strings(expr) is not None for expr in bindings.get(name, [None])):
-                found.update({id(call): strings for call in _lookups_in(loop.body, name) if id(call) not in found})
-    return found
-
-
 def audit_cell(source: str, context: CellContext | None = None) -> list[Issue]:
     """What ``source`` (one notebook cell, magics allowed) does that an answer may not, line by line."""
     context = context or CellContext()
@@ -883,7 +828,6 @@ def audit_cell(source: str, context: CellContext | None = None) -> list[Issue]:
     if tree is None:
         return []
     audit = _Audit(tree, context)
-    audit.loops = literal_loop_lookups(tree)
     for stmt in tree.body:
         audit.visit(stmt)
     audit.rebinds()

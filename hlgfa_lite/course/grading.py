@@ -1,9 +1,10 @@
 """Grading the course's exercises: the hidden tests' grader (in the kernel) and the hand-in audit (outside).
 
 **In the kernel.** Each graded cell's hidden tests load this file afresh from its installed path, under a private
-module name, and call :func:`grade`. :func:`grade` loads the package's checkers afresh too
-(:func:`fresh_package`: ``hlgfa_lite/`` executed again under a private name), so nothing an answer cell did to
-``hlgfa_lite`` in ``sys.modules`` is used. It then
+module name, and call :func:`grade`. :func:`grade` takes only a plain ``dict`` as the namespace, stops tqdm's
+monitor threads and judges nothing beside another thread of the notebook's (:func:`_quiet_threads`), and loads the
+package's checkers afresh (:func:`fresh_package`: ``hlgfa_lite/`` executed again under a private name), so nothing an
+answer cell did to ``hlgfa_lite`` in ``sys.modules`` is used. It then
 
 1. takes the answer's function from the notebook's namespace: it must be a plain ``def`` of the exercise's name;
 2. runs the own-work check on the objects and on the source of the cells that defined them (:mod:`.own_work`);
@@ -16,8 +17,8 @@ module name, and call :func:`grade`. :func:`grade` loads the package's checkers 
 **Outside the kernel.** :func:`graded_notebook` rebuilds a hand-in before nbgrader runs it: the released
 notebook with the student's answer cells and the cells the student added, every other cell as released
 (whatever the student changed there). :func:`audit` reads that notebook's source (:func:`.own_work.audit_notebook`)
-and :func:`runtime_findings` the own-work rejections in the graded copy; ``course/course.py autograde`` scores
-those exercises 0 and lists them for the instructor.
+and :func:`runtime_findings` the own-work rejections in the graded copy (``kernel_runs.py`` compares what the kernel
+ran with the cells); ``course/course.py autograde`` scores those exercises 0 and lists them for the instructor.
 
 This file is loaded on its own (no package around it): it imports nothing from ``hlgfa_lite`` at module level.
 """

@@ -51,7 +51,7 @@ def test_an_honest_notebook_explains_every_run(tmp_path: Path, monkeypatch: pyte
     nb, runs = _run(cells, {2}, tmp_path, monkeypatch, automagic=False)
     assert len({name for name, _ in runs}) == 7, runs
     assert kernel_runs.unexplained_runs({"honest": nb}, runs) == {}
-    graded = [i for i, (name, _) in enumerate(runs) if name == kernel_runs.cell_file(cells[2])]
+    graded = [i for i, (name, _) in enumerate(runs) if name == kernel_runs.cell_file_name(cells[2])]
     cut = runs[: graded[-1]] + runs[graded[-1] + 1 :]  # the graded cell stopped before its last statement
     found = kernel_runs.unexplained_runs({"honest": nb}, cut)
     assert found == {"honest": ["graded cell 3 stopped before its last statement without an error"]}, found
@@ -72,5 +72,6 @@ def test_what_the_audit_did_not_read_is_named(tmp_path: Path, monkeypatch: pytes
     assert set(found) == {"gamed"}, found
     stray = kernel_runs.unexplained_runs({"gamed": nb}, [*runs, ("12345.py", "0" * 20)])
     assert "in no cell of the notebook (12345.py)" in stray[""][0], stray
-    never = kernel_runs.unexplained_runs({"gamed": nb}, [r for r in runs if r[0] != kernel_runs.cell_file(cells[2])])
+    graded = kernel_runs.cell_file_name(cells[2])
+    never = kernel_runs.unexplained_runs({"gamed": nb}, [r for r in runs if r[0] != graded])
     assert "graded cell 3 did not run in the grading kernel" in never["gamed"], never

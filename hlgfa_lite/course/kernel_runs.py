@@ -22,7 +22,7 @@ FLAGS = getattr(ast, "PyCF_ALLOW_TOP_LEVEL_AWAIT", 0)
 """The flag IPython compiles every statement with (its autoawait)."""
 
 
-def cell_file(source: str) -> str:
+def cell_file_name(source: str) -> str:
     """The file name ipykernel gives a cell's code: a hash of the cell's text."""
     from ipykernel.compiler import get_tmp_hash_seed, murmur2_x86
 
@@ -68,11 +68,11 @@ def unexplained_runs(notebooks: dict[str, Any], runs: Iterable[tuple[str, str]])
     for name, nb in notebooks.items():
         code = [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code" and c.get("source", "").strip()]
         for (i, cell), (tree, flags) in zip(code, parse_cells(c.get("source", "") for _, c in code)):
-            expected = expected_runs(tree, flags) if tree is not None else []
-            cells.setdefault(cell_file(cell.source), []).append((name, i + 1, tree, expected))
+            expected, file = expected_runs(tree, flags) if tree is not None else [], cell_file_name(cell.source)
+            cells.setdefault(file, []).append((name, i + 1, tree, expected))
             if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
                 failed = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
-                graded.append((name, i + 1, cell_file(cell.source), failed))
+                graded.append((name, i + 1, file, failed))
     found: dict[str, list[str]] = {}
     blocks = [(file, [digest for _, digest in group]) for file, group in groupby(runs, key=lambda run: run[0])]
     finished: dict[str, bool] = {}  # file -> whether its last execution ran a cell's last statement

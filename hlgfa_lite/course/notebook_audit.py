@@ -20,6 +20,7 @@ from .source_audit import (
     Definitions,
     audit_cell,
     definitions,
+    first_line,
     global_reads,
     parse_cell,
     parse_cells,
@@ -54,9 +55,8 @@ class NotebookCell:
     label: str = ""
 
 
-def _module_bindings(source: str, flags: int = 0) -> dict[str, str]:
-    """Module-level names a notebook cell binds -> "import <module>" (an import) or ""."""
-    tree = parse_cell(source, flags)
+def _module_bindings(tree: ast.Module | None) -> dict[str, str]:
+    """Module-level names a notebook cell (``tree``: its syntax tree) binds -> "import <module>" (an import) or ""."""
     if tree is None:
         return {}
     found = {}
@@ -128,11 +128,10 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
             bindings = scope_bindings(tree.body) if tree else {}
             for name, exprs in bindings.items():
                 student.setdefault(name, []).extend(exprs)
-            bound[i] = {name: min((getattr(e, "lineno", 0) for e in exprs if e is not None), default=0)
-                        for name, exprs in bindings.items()}  # fmt: skip
+            bound[i] = {name: first_line(exprs) for name, exprs in bindings.items()}
             loads[i] = global_reads(tree) if tree else set()
-        hidden |= set(_module_bindings(cell.hidden)) if cell.hidden else set()
         hidden_tree = parse_cell(cell.hidden) if cell.hidden else None
+        hidden |= set(_module_bindings(hidden_tree))
         called |= global_reads(hidden_tree) & set(vars(builtins)) if hidden_tree else set()
 
     def used(i: int, exercise: str) -> bool:
@@ -166,6 +165,6 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
                 for line, reason in _exercise_bindings(cell, parsed[i][0], exercises[name].function):
                     findings.append(Finding(name, label, line, reason))
         else:
-            notebook.update(_module_bindings(cell.source, flags[i]))
+            notebook.update(_module_bindings(parsed[i][0]))
     unique = {(f.exercise, f.cell, f.line, f.reason): f for f in findings}
     return sorted(unique.values(), key=lambda f: (graded[f.exercise], f.cell, f.line))

@@ -254,6 +254,11 @@ def _target_names(target: ast.AST) -> Iterator[str]:
         yield from _target_names(target.value)
 
 
+def first_line(exprs: Sequence[ast.AST | None]) -> int:
+    """The first line of the expressions a name is bound to (0 when none has one)."""
+    return min((getattr(e, "lineno", 0) for e in exprs if e is not None), default=0)
+
+
 def scope_bindings(body: Sequence[ast.AST], args: ast.arguments | None = None) -> Binding:
     """Names bound directly in a scope (not in nested functions or classes) -> the expressions bound to them."""
     found: Binding = {}
@@ -575,7 +580,7 @@ class _Audit(ast.NodeVisitor):
         for name, exprs in self.scopes[0].bindings.items():
             origin = self.context.notebook.get(name, "")
             if origin.startswith("import") and any(not isinstance(e, ast.Import | ast.ImportFrom) for e in exprs):
-                line = min((getattr(e, "lineno", 0) for e in exprs if e is not None), default=0)
+                line = first_line(exprs)
                 self.issues.append(Issue(line, f"rebinds {name}, which the notebook imported ({origin})", tamper=True))
 
     def visit_Name(self, node: ast.Name) -> None:
@@ -617,9 +622,7 @@ class _Audit(ast.NodeVisitor):
             self._report(node, f"reaches {_dotted(base)}.{name} (a hook that changes torch for everyone)", tamper=True)
         if name in HELD_MODULES and not self._own(base):
             self._report(node, f"reaches {_dotted(base)}.{name} (a module another module holds)", tamper=True)
-        if name in SHELL_LINKS and external:
-            self._report(node, f"reaches {_dotted(base)}.{name} (the kernel or its shell)", tamper=True)
-        if name in SHELL_HANDLES and not self._own(base):
+        if (name in SHELL_LINKS and external) or (name in SHELL_HANDLES and not self._own(base)):
             self._report(node, f"reaches {_dotted(base)}.{name} (the kernel or its shell)", tamper=True)
         super_call = isinstance(base, ast.Call) and isinstance(base.func, ast.Name) and base.func.id == "super"
         if name in self.defs.mutators and not self._own(base) and not super_call:

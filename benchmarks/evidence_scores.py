@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -36,26 +37,42 @@ Join = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 JOINS: dict[str, Join] = {
     "mean": lambda a, b: (a + b) / 2,  # the library's rule at the default weights (1 : 1)
     "max": torch.maximum,
+    "geometric": lambda a, b: (a.clamp_min(1e-6) * b.clamp_min(1e-6)).sqrt(),
     "power 4": lambda a, b: ((a.clamp_min(0) ** 4 + b.clamp_min(0) ** 4) / 2) ** 0.25,
     "appearance": lambda a, b: b,
     "alignment": lambda a, b: a,
 }
-VARIANTS: dict[str, tuple[str, str, str]] = {  # name -> (join, levels, image score)
-    "default (mean, strides 8+16 as 1:2, max)": ("mean", "default", "max"),
-    "evidences joined by their max": ("max", "default", "max"),
-    "evidences joined by a power mean (p = 4)": ("power 4", "default", "max"),
-    "image score: mean of the top 1%": ("mean", "default", "topk"),
-    "image score: the largest level's own maximum": ("mean", "default", "levels"),
-    "strides 8+16 as 1:1": ("mean", "1:1", "max"),
-    "appearance evidence alone": ("appearance", "default", "max"),
-    "alignment evidence alone": ("alignment", "default", "max"),
-    "appearance alone, stride 8 only, top 1%": ("appearance", "finest", "topk"),
+
+
+class Variant(NamedTuple):
+    """How a map is rebuilt: the evidences' join, the levels (weights, or ``max``: their per-pixel maximum),
+    the image score, and the smoothing as a multiple of the default's sigma."""
+
+    join: str
+    levels: str
+    how: str
+    smoothing: float = 1.0
+
+
+VARIANTS: dict[str, Variant] = {
+    "default (mean, strides 8+16 as 1:2, max)": Variant("mean", "default", "max"),
+    "evidences joined by their max": Variant("max", "default", "max"),
+    "evidences joined by a power mean (p = 4)": Variant("power 4", "default", "max"),
+    "evidences joined by their geometric mean": Variant("geometric", "default", "max"),
+    "image score: mean of the top 1%": Variant("mean", "default", "topk"),
+    "image score: the largest level's own maximum": Variant("mean", "default", "levels"),
+    "strides 8+16 as 1:1": Variant("mean", "1:1", "max"),
+    "levels joined by their per-pixel max": Variant("mean", "max", "max"),
+    "smoothing sigma halved": Variant("mean", "default", "max", 0.5),
+    "appearance evidence alone": Variant("appearance", "default", "max"),
+    "alignment evidence alone": Variant("alignment", "default", "max"),
+    "appearance alone, stride 8 only, top 1%": Variant("appearance", "finest", "topk"),
 }
 
 
 def level_weights(default: tuple[float, ...], levels: str) -> tuple[float, ...]:
     used = [i for i, w in enumerate(default) if w > 0]
-    if levels == "default" or len(used) < 2:
+    if levels in ("default", "max") or len(used) < 2:  # "max": the default's levels, joined by rebuild
         return default
     out = [0.0] * len(default)
     if levels == "1:1":
@@ -66,10 +83,14 @@ def level_weights(default: tuple[float, ...], levels: str) -> tuple[float, ...]:
     return tuple(out)
 
 
-def rebuild(energies: dict, weights: tuple[float, ...], join: Join, sigma: float, grid: int) -> list[torch.Tensor]:
-    """The (B, 1, grid, grid) map of the joined evidences combined as the library does (``combine_levels``),
-    then each scored level's own map, smoothed the same way."""
+def rebuild(
+    energies: dict, weights: tuple[float, ...], join: Join, sigma: float, grid: int, levels_max: bool = False
+) -> list[torch.Tensor]:
+    """The (B, 1, grid, grid) map of the joined evidences combined as the library does (``combine_levels``;
+    with ``levels_max`` their per-pixel maximum instead of the weighted mean), then each scored level's own
+    map, smoothed the same way."""
     from hlgfa_lite.method.anomaly_map import combine_levels
+    from hlgfa_lite.method.blocks.noise_augment import gaussian_blur
 
     level_maps: list[torch.Tensor | None] = [None] * len(weights)
     for i, w in enumerate(weights):
@@ -79,6 +100,9 @@ def rebuild(energies: dict, weights: tuple[float, ...], join: Join, sigma: float
         e = join(a, b) if b is not None else a
         level_maps[i] = F.interpolate(e, size=(grid, grid), mode="bilinear", align_corners=False)
     own = [combine_levels([m], (1.0,), sigma) for m in level_maps if m is not None]
+    if levels_max:
+        peak = torch.stack([m for m in level_maps if m is not None]).amax(dim=0)
+        return [gaussian_blur(peak, sigma) if sigma > 0 else peak, *own]
     return [combine_levels(level_maps, weights, sigma), *own]
 
 
@@ -123,8 +147,9 @@ def run_set(name: str, root: Path, category: str, threads: int) -> dict:
     labels, masks = test.labels, test.masks[:, 0].numpy()
     pixel = bool(masks.any())
     rows = {}
-    for variant, (join, levels, how) in VARIANTS.items():
-        maps = rebuild(energies, level_weights(scoring.level_weights, levels), JOINS[join], sigma, grid)
+    for variant, (join, levels, how, smoothing) in VARIANTS.items():
+        weights = level_weights(scoring.level_weights, levels)
+        maps = rebuild(energies, weights, JOINS[join], sigma * smoothing, grid, levels_max=levels == "max")
         scores = score(maps, how, cfg.image_size).numpy()
         if pixel:
             full = upsample(maps[0], cfg.image_size)

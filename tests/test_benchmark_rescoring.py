@@ -45,7 +45,7 @@ def test_default_row_rebuilds_the_library_map(demo_root: Path, tiny_cfg, backbon
     scoring = model.scoring_cfg
     grid = min(cfg.image_size, model.map_generator.map_grid)
     sigma = scoring.smoothing_sigma * grid / cfg.image_size
-    join, levels, how = evidence_scores.VARIANTS["default (mean, strides 8+16 as 1:2, max)"]
+    join, levels, how, _ = evidence_scores.VARIANTS["default (mean, strides 8+16 as 1:2, max)"]
     weights = evidence_scores.level_weights(scoring.level_weights, levels)
     maps = evidence_scores.rebuild(energies, weights, evidence_scores.JOINS[join], sigma, grid)
     scores, library = model.predict(images)

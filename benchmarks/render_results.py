@@ -1,6 +1,7 @@
 """Regenerate docs/RESULTS.md's generated sections: the ablation (and its figures) from
 results/ablation/*.json, the side-by-side runs with the peers from results/peers/*.json (and from both, where
-the default stands against the best peer), the re-scored evidences from results/assembly/*.json (evidence_scores.py).
+the default stands against the best peer), the re-scored evidences from results/assembly/*.json (evidence_scores.py),
+where predict's time goes from results/overhead/*.json (predict_overhead.py).
 
     .venv/bin/python benchmarks/render_results.py          # rewrite docs/RESULTS.md + docs/ablation/*.png
     .venv/bin/python benchmarks/render_results.py --check  # exit 1 if the docs differ from the files
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import evidence_scores  # benchmarks/ is on sys.path when run as a script
+import predict_overhead
 
 from hlgfa_lite.figures import ablation_bars, ablation_differences, save_figure
 from hlgfa_lite.run.ablation_results import docs_section, load_results, replace_section
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     peers = load_peer_results()
     new = replace_peer_section(replace_section(text, docs_section(records)), peers_section(peers))
     new = replace_standing_section(new, standing_section(peers, records))
-    new = evidence_scores.replace(new)
+    new = predict_overhead.replace(evidence_scores.replace(new))
     if args.check:
         if new != text:
             print(f"{results_md}: a generated section differs from results/; run {sys.argv[0]}")

@@ -239,7 +239,8 @@ def fence_findings(log: Path, submitted: Path, sources: list[Path]) -> list[dict
 
 def prepare_hand_in(handed_in: Path, source: Path, release: Path, target: Path) -> list[dict[str, str]]:
     """Write the notebook nbgrader runs for a hand-in (the released notebook, the student's answer cells and
-    added cells: ``hlgfa_lite.course.grading.graded_notebook``) to ``target``; the own-work findings of its source."""
+    added cells: ``hlgfa_lite.course.grading.graded_notebook``) to ``target``; the own-work findings of its source.
+    A student cell that tampers is written as a comment (never run), also in a notebook no exercise is graded in."""
     import nbformat
 
     from hlgfa_lite.course import grading
@@ -250,10 +251,12 @@ def prepare_hand_in(handed_in: Path, source: Path, release: Path, target: Path) 
         print(f"{handed_in}: not a readable notebook ({exc}); hand it in again from Jupyter", file=sys.stderr)
         shutil.copyfile(handed_in, target)
         return []
+    tampering: dict[int, str] = {}
     try:
         notebook, roles = grading.graded_notebook(handed, nbformat.read(release, 4))
+        findings = grading.audit(notebook, roles, nbformat.read(source, 4), tampering=tampering)
+        grading.withhold(notebook, tampering)  # a cell that tampers never runs, even where no exercise counts it
         nbformat.write(notebook, target)
-        findings = grading.audit(notebook, roles, nbformat.read(source, 4))
     except Exception as exc:  # a notebook's JSON of the wrong shape (a cell's source a number): grade the others
         why = f"not a notebook the grader can read ({type(exc).__name__}: {str(exc)[:200]}); hand it in again"
         print(f"{handed_in}: {why}", file=sys.stderr)
@@ -261,6 +264,8 @@ def prepare_hand_in(handed_in: Path, source: Path, release: Path, target: Path) 
         return every_exercise(source, "hand-in", why)
     rows = [{"exercise": f.exercise, "check": "source", "cell": f.cell, "line": str(f.line), "reason": f.reason}
             for f in findings]  # fmt: skip
+    rows += [{"exercise": "", "check": "source", "cell": f"cell {index + 1}", "line": "",
+              "reason": f"not run (it tampers: {why})"} for index, why in sorted(tampering.items())]  # fmt: skip
     return [{"notebook": source.stem} | row for row in rows]
 
 
@@ -353,7 +358,8 @@ def autograde(
         package = grader_copy(Path(tmp))  # the hidden tests load the grader from here (HLGFA_GRADER)
         env["HLGFA_GRADER"] = str(package / "course" / "grading.py")
         snapshot = package_files(package)
-        hidden = [course, COURSE, submissions, REPO / ".git", REPO / "tests"]  # solutions, hand-ins, the gradebook
+        # solutions, hand-ins, the gradebook, and what make solutions / make feedback wrote (build/)
+        hidden = [course, COURSE, submissions, REPO / ".git", REPO / "tests", REPO / "build"]
         for student, handed_in in found.items():
             for name, folder in handed_in.items():
                 scratch = Path(tmp) / "kernels" / f"{student}__{name}"  # nothing a kernel writes reaches the next

@@ -453,26 +453,35 @@ def feedback(course: Path = COURSE, out: Path = REPO / "build" / "feedback", par
     hidden = _hidden_lines(course)
     if out.exists():
         shutil.rmtree(out)
+    withheld: list[str] = []  # one student's page that shows a hidden test holds back that student only
     for student, stems in sorted(state.ready.items()):
         for name in sorted({owner[s] for s in stems}):
             result = api.generate_feedback(name, student, force=True)
             if not result.get("success"):
                 last = (result.get("error") or result.get("log") or "no log").strip().splitlines()[-1]
                 raise HandInError(f"nbgrader generate_feedback {name} --student={student} failed: {last}")
-        target = out / student
-        target.mkdir(parents=True)
+        pages, held = [], []
         for stem in sorted(stems):
             page = course / "feedback" / student / owner[stem] / f"{stem}.html"
             if not page.is_file():
                 raise HandInError(f"{page}: not written by nbgrader generate_feedback")
-            text = page.read_text(errors="replace")
-            leaked = hidden_test_leaks(text, hidden)
+            leaked = hidden_test_leaks(page.read_text(errors="replace"), hidden)
             if leaked:
-                raise HandInError(f"{page}: the feedback would show hidden tests ({leaked[0]!r}); not released")
+                held.append(f"{page}: the feedback would show hidden tests ({leaked[0]!r}); {student}'s feedback is "
+                            "not released (a cell of theirs may quote the tests' marker: look at it)")  # fmt: skip
+            pages.append(page)
+        withheld += held
+        if held:
+            continue
+        target = out / student
+        target.mkdir(parents=True)
+        for page in pages:
             shutil.copyfile(page, target / page.name)
         with zipfile.ZipFile(out / f"{student}.zip", "w", zipfile.ZIP_DEFLATED) as zf:
             for page in sorted(target.iterdir()):
                 zf.write(page, f"{student}/{page.name}")
+    if withheld:
+        raise HandInError("wrote every other student's feedback, but held back:\n" + "\n".join(withheld))
     return state
 
 

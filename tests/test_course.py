@@ -316,6 +316,29 @@ def test_a_hand_in_of_the_wrong_shape_is_graded_as_released_and_the_others_are_g
     assert nbformat.read(target, 4).cells == nbformat.read(release, 4).cells
 
 
+def test_a_cell_that_tampers_is_never_run_even_where_no_exercise_is_graded(tmp_path: Path) -> None:
+    """The eleventh red-team pass: ctypes in an added cell of notebook 05 (no autograded exercise, so the audit's
+    finding cost nothing) ran libc's system() and raised the student's grades in the gradebook. A student cell the
+    audit calls tampering is now written as a comment in the notebook nbgrader runs, and listed."""
+    from hlgfa_lite.course import grading
+
+    source = next(p for p in WRITTEN if p.stem == "05_training")
+    release = REPO / "notebooks" / source.name
+    nb = nbformat.read(release, 4)
+    honest = nbformat.v4.new_code_cell("import math\n\nprint(math.pi)")
+    tampering = nbformat.v4.new_code_cell("import ctypes\n\nctypes.CDLL(None).system(b'true')")
+    nb.cells[3:3] = [honest, tampering]
+    handed_in, target = tmp_path / "hand_in.ipynb", tmp_path / "graded.ipynb"
+    nbformat.write(nb, handed_in)
+    rows = _course_tool().prepare_hand_in(handed_in, source, release, target)
+    assert [(r["exercise"], r["check"]) for r in rows] == [("", "source")], rows
+    assert rows[0]["reason"].startswith("not run (it tampers") and "ctypes" in rows[0]["reason"], rows
+    ran = [c.source for c in nbformat.read(target, 4).cells if c.cell_type == "code"]
+    assert honest.source in ran and tampering.source not in ran
+    why = rows[0]["reason"].removeprefix("not run (it tampers: ").removesuffix(")")
+    assert [s for s in ran if s.startswith(grading.WITHHELD)] == [grading.WITHHELD + why + "\n"]
+
+
 def test_a_linked_hand_in_is_refused_and_graded_as_the_released_notebook(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -396,17 +419,16 @@ SNEAKY_MODULATE = (
 )
 SNEAKY_CELL = "torch.sigmoid = torch.special.expit  # a monkeypatch in a cell the student added"
 FENCED_CELL = """\
-import numpy as np
+import matplotlib.pyplot as plt
 
-environ = bytes(np.fromfile("/proc/self/environ", dtype=np.uint8, count=1 << 20)).decode()
-grader = dict(kv.split("=", 1) for kv in environ.split("\\x00") if "=" in kv)["HLGFA_GRADER"]
-for attempt in (lambda: np.memmap(grader, dtype=np.uint8, mode="r+"), lambda: np.fromfile({solution!r})):
+for attempt in (lambda: plt.figure().savefig({leak!r}), lambda: plt.style.use({solution!r})):
     try:
         attempt()
     except PermissionError as exc:
         print(exc)
 """
-"""A cell that rewrites the grader's copy through numpy (the fourth red-team pass) and reads the solutions."""
+"""A cell the source audit lets run (a figure saved, a style read) aimed at the course's folder: the fence refuses
+writing beside the solutions and reading them (a cell the audit calls tampering is not run at all)."""
 AUTOMAGIC_CELL = (
     "prun -q exec(\"get_ipython().input_transformers_post.append(lambda lines: ['pass\\\\n'] "
     "if any('_grader.grade(' in l for l in lines) else lines)\")"
@@ -421,6 +443,24 @@ WIDGET_CELL = (
 red-team pass: 3/3 for stubs, nothing listed): the source audit refuses it, and the kernel's log shows that the graded
 cells ran other code than their text."""
 
+ERASER_ANSWER = """\
+import matplotlib.pyplot as plt
+from IPython.display import clear_output
+from matplotlib.artist import Artist
+
+
+class Eraser(Artist):
+    def draw(self, renderer):
+        clear_output()
+
+
+def my_decompose(features, kernel):
+    plt.figure().add_artist(Eraser())
+    return features, features * 0
+"""
+"""A trivial answer (0.5 of 2 on its own) whose figure, drawn after the cell, erases the grader's points (the eleventh
+red-team pass: nbgrader gives a graded cell without result or error full marks, so 2/2, nothing listed)."""
+
 
 def _add_after(notebook: Path, grade_id: str, source: str) -> None:
     """A code cell the student added after the cell ``grade_id``."""
@@ -432,10 +472,11 @@ def _add_after(notebook: Path, grade_id: str, source: str) -> None:
 
 @pytest.fixture(scope="module")
 def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """One autograde run through course.py over nine students (fourteen notebooks): the instructor version, one wrong
+    """One autograde run through course.py over ten students (fifteen notebooks): the instructor version, one wrong
     answer, the gaming hand-in of issue #26, partial answers, a route only the kernel sees plus a monkeypatch, a hand-in
     that is a symbolic link to the instructor's notebook, one that tries the grader's files (the fence), stubs behind a
-    magic typed without its % (which the source audit cannot parse), and stubs behind the kernel's shell."""
+    magic typed without its % (which the source audit cannot parse), stubs behind the kernel's shell, and a trivial
+    answer whose figure erases the grader's points after the cell."""
     course, base = course_copy["course"], course_copy["base"]
     hand_ins = base / "hand_ins"
     (hand_ins / "instructor").mkdir(parents=True)
@@ -456,12 +497,15 @@ def grades(course_copy: dict[str, Path]) -> dict[str, dict[str, str]]:
     s03 = AUTOGRADED[0]
     fencer = hand_ins / "fencer" / s03.name  # honest answers, and a cell that tries the grader's files (the fence)
     _fill(course / "release" / s03.parent.name / s03.name, _answers(s03), fencer)
-    _add_after(fencer, "decompose", FENCED_CELL.format(solution=str(course / "source" / s03.parent.name / s03.name)))
+    solution = course / "source" / s03.parent.name / s03.name
+    _add_after(fencer, "decompose", FENCED_CELL.format(solution=str(solution), leak=str(solution.with_suffix(".png"))))
     s04 = AUTOGRADED[1]  # the stubs, and a magic typed without % that rewrites the graded cells (a red-team pass)
     _fill(course / "release" / s04.parent.name / s04.name, {}, hand_ins / "magician" / s04.name)
     _add_after(hand_ins / "magician" / s04.name, "modulate", AUTOMAGIC_CELL)
     _fill(course / "release" / s04.parent.name / s04.name, {}, hand_ins / "shell" / s04.name)
     _add_after(hand_ins / "shell" / s04.name, "modulate", WIDGET_CELL)
+    _fill(course / "release" / s03.parent.name / s03.name, {}, hand_ins / "eraser" / s03.name,
+          whole={"decompose_answer": ERASER_ANSWER})  # fmt: skip
     (hand_ins / "linker").mkdir()  # a link to the instructor's notebook: the answers, were it followed
     (hand_ins / "linker" / s03.name).symlink_to(course / "source" / s03.parent.name / s03.name)
     table = base / "grades.csv"
@@ -529,7 +573,7 @@ def test_issue_26_gaming_hand_in_scores_zero_for_each_gamed_exercise(
     # the honest gated_residual follows modulate's answer, which looks an attribute up by a computed name: code from
     # a string could have changed how every later cell is graded (the eighth red-team pass), so it scores 0 too
     assert float(row[f"{N04}/gated_residual"]) == 0 and float(row["total"]) == 0, row
-    listed = {r["exercise"]: r for r in review if r["student"] == "gamer"}
+    listed = {r["exercise"]: r for r in review if r["student"] == "gamer" and r["exercise"]}
     assert set(listed) == {k.split("/")[1] for k in gamed} | {"gated_residual"}, review
     assert any("computed name" in r["reason"] for r in listed.values() if r["exercise"] == "gated_residual"), review
     reasons = {
@@ -570,9 +614,11 @@ def test_a_route_only_the_kernel_sees_and_a_monkeypatch_in_an_added_cell_are_cau
     with Gradebook(f"sqlite:///{course_copy['course'] / 'gradebook.db'}") as gb:  # scored 0 in the gradebook too
         grade = gb.find_grade("gated_residual", N04, N04, "sneaky")
         comment = gb.find_comment("gated_residual_answer", N04, N04, "sneaky")
-        # the kernel's grader sees the swapped torch.sigmoid too (grading.changed_torch): 0 there already
-        assert grade.score == 0 and grade.auto_score == 0, (grade.auto_score, grade.manual_score)
+        # the monkeypatch never ran (a cell that tampers is withheld): the kernel graded the honest gate, 0 overrides it
+        assert grade.score == 0 and grade.auto_score == 1, (grade.auto_score, grade.manual_score)
         assert "monkeypatching" in comment.manual_comment, comment.manual_comment
+    withheld = [r for r in review if r["student"] == "sneaky" and not r["exercise"] and r["check"] == "source"]
+    assert [r["reason"].startswith("not run (it tampers") for r in withheld] == [True], review
 
 
 @pytest.mark.notebooks
@@ -586,16 +632,31 @@ def test_a_magic_typed_without_its_percent_sign_does_not_run_in_the_grading_kern
 
 
 @pytest.mark.notebooks
-def test_graded_cells_that_ran_other_code_than_their_text_score_zero(
+def test_a_graded_cell_whose_points_were_erased_after_it_ran_scores_zero(
     grades: dict[str, dict[str, str]], review: list[dict[str, str]]
 ) -> None:
-    """The seventh red-team pass rewrote the graded cells through the kernel's shell; whatever the route, the fence's
-    log of what the kernel ran shows code that is not the graded cells' text (hlgfa_lite/course/kernel_runs.py)."""
+    from hlgfa_lite.course.grading import NO_RESULT
+
+    assert float(grades["eraser"][f"{N03}/decompose"]) == 0, grades["eraser"]
+    erased = [r for r in review if r["student"] == "eraser" and r["exercise"] == "decompose"]
+    assert [r["reason"] for r in erased] == [NO_RESULT], erased
+    honest = ("instructor", "one_wrong", "partial", "fencer")
+    assert not [r for r in review if r["reason"] == NO_RESULT and r["student"] in honest], review
+
+
+@pytest.mark.notebooks
+def test_a_cell_that_reaches_the_kernels_shell_is_not_run_and_its_exercises_score_zero(
+    grades: dict[str, dict[str, str]], review: list[dict[str, str]]
+) -> None:
+    """The seventh red-team pass rewrote the graded cells through the kernel's shell. The audit names the cell, which
+    is then not run at all; a route it missed would show in the fence's log of what the kernel ran
+    (hlgfa_lite/course/kernel_runs.py, tested with real kernels in tests/test_kernel_runs.py)."""
     row = grades["shell"]
     assert float(row[f"{N04}/modulate"]) == 0 and float(row[f"{N04}/gated_residual"]) == 0, row
-    ran = [r for r in review if r["student"] == "shell" and r["check"] == "kernel"]
-    assert {r["exercise"] for r in ran} == {"modulate", "gated_residual"}, review
-    assert "ran other code than the cell's text" in ran[0]["reason"], ran
+    listed = {(r["exercise"], r["check"]) for r in review if r["student"] == "shell"}
+    assert {("gated_residual", "source"), ("", "source")} <= listed, review  # modulate's stub scores 0 by itself
+    # the cell that reaches the shell is withheld (the kernel's log would name it: tests/test_kernel_runs.py)
+    assert not [r for r in review if r["student"] == "shell" and r["check"] == "kernel"], review
     assert not [r for r in review if r["check"] == "kernel" and r["student"] in ("instructor", "one_wrong")], review
 
 
@@ -604,13 +665,13 @@ def test_the_grading_kernels_fence_refuses_the_graders_files_and_the_solutions_a
     grades: dict[str, dict[str, str]], review: list[dict[str, str]]
 ) -> None:
     fenced = [r["reason"] for r in review if r["student"] == "fencer" and r["check"] == "fence"]
-    assert any("may not write" in r and r.endswith("course/grading.py") for r in fenced), review
+    assert any("may not write" in r and r.endswith(".png") for r in fenced), review
     assert any("may not read" in r and r.endswith(".ipynb") for r in fenced), review
     assert not [r for r in review if r["student"] == "fencer" and r["check"] == "files"], review  # nothing written
     assert not [r for r in review if r["check"] == "fence" and r["student"] != "fencer"], review  # honest ones pass
-    # and outside the kernel: numpy's file routes in a cell after the last graded cell count against the notebook
-    assert float(grades["fencer"][f"{N03}/decompose"]) == 0, grades["fencer"]
-    assert {r["check"] for r in review if r["student"] == "fencer" and r["exercise"] == "decompose"} == {"source"}
+    # refused, not tampering (the audit let the cell run): the honest answer keeps its points
+    assert float(grades["fencer"][f"{N03}/decompose"]) == 2, grades["fencer"]
+    assert not [r for r in review if r["student"] == "fencer" and r["exercise"]], review
 
 
 @pytest.mark.notebooks

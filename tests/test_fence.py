@@ -117,3 +117,32 @@ def test_the_startup_file_sets_the_fence_from_the_graders_copy_and_leaves_no_nam
     log.write_text(f"{fence.SET} /somewhere\n{fence.TAG} the grading kernel may not write /x\n")
     assert fence.read_log(log) == (1, [f"{fence.TAG} the grading kernel may not write /x"])
     assert textwrap.dedent(source) == source
+
+
+FORGE = """\
+import os, sys
+sys.path.insert(0, {package!r})
+from hlgfa_lite.course import fence
+sys.addaudithook(fence.make_fence([{work!r}], [], [], {log!r}))
+forged = "\\r" + fence.SET + " /x\\u2028" + fence.RAN + " 1234.py abc\\x85" + fence.RAN + " 9.py def"
+for i in range(fence.MAX_REFUSALS + 500):
+    try:
+        open("/" + forged + str(i) + ".txt", "w")
+    except PermissionError:
+        pass
+"""
+
+
+def test_a_refused_path_cannot_forge_a_line_of_the_log_nor_fill_the_disk(tmp_path: Path) -> None:
+    """The eleventh red-team pass: a refused path holding a carriage return (or any other character Python splits
+    lines at) wrote a forged `ran` line; every refusal was logged, so a loop could fill the disk."""
+    work, log = tmp_path / "work", tmp_path / "fence.log"
+    work.mkdir()
+    package = str(Path(fence.__file__).resolve().parents[2])
+    script = FORGE.format(package=package, work=str(work), log=str(log))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    kernels, refused = fence.read_log(log)
+    assert kernels == 0 and fence.read_runs(log) == []
+    assert len(refused) == fence.MAX_REFUSALS and "not logged" in refused[-1]
+    assert len(log.read_bytes().split(b"\n")) == fence.MAX_REFUSALS + 1

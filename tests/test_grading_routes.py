@@ -1738,6 +1738,23 @@ ROUTES |= {  # the ninth pass, 9/9 for stubs: sys.modules through attributes nam
          "    getattr(torch, n)\n"],
     ),
 }  # fmt: skip
+ROUTES |= {  # the eleventh pass, 9/9 for stubs: modules the library holds, imported from it by name
+    "library_module_held_by_the_grader": (
+        "modulate", _STUB,
+        ["from hlgfa_lite.course.grading import sys as interpreter\n\ntable = interpreter.modules\n"],
+    ),
+    "library_held_ctypes_and_os": (
+        "modulate", _STUB,
+        ["from hlgfa_lite.run.allocator import ctypes as native, os as system\n\nlibc = native.CDLL(None)\n"],
+    ),
+    "library_star_import": ("modulate", _STUB, ["from hlgfa_lite.run.allocator import *\n"]),
+    "library_held_builtins": (
+        "modulate", _STUB, ["from hlgfa_lite.course.exercises import builtins as b\n\nb.eval('1')\n"],
+    ),
+    "library_held_name_of_another_package": (
+        "modulate", _STUB, ["from hlgfa_lite.method.model import torch as library_torch\n"],
+    ),
+}  # fmt: skip
 ROUTES = {k: (e, _expand(a), [_expand(c) for c in x]) for k, (e, a, x) in ROUTES.items()}
 
 
@@ -1896,6 +1913,39 @@ def test_grader_in_the_kernel_rejects_the_route(route: str, restore_checkers: No
     cells = [_answer("nearest_distance")] if exercise == "position_yardstick" else []
     with pytest.raises(AssertionError, match=own_work.MARKER):
         _grade(exercise, *cells, answer)
+
+
+def test_a_graded_cell_whose_result_was_cleared_scores_zero() -> None:
+    """The eleventh pass: a figure's artist whose draw() called clear_output erased the grader's points after they
+    were shown (matplotlib draws open figures after the cell), and nbgrader gives a graded cell with no result and
+    no error full marks: any answer earning something scored full, nothing listed. A graded cell always ends with
+    the grader's call, so one that shows neither its result nor an error scores 0."""
+    def graded(outputs: list[dict]) -> nbformat.NotebookNode:
+        cell = nbformat.v4.new_code_cell("_grader.grade('decompose', globals(), points=2)")
+        cell.metadata["nbgrader"] = {"grade": True, "grade_id": "decompose", "points": 2}
+        cell.outputs = [nbformat.from_dict(o) for o in outputs]
+        return nbformat.v4.new_notebook(cells=[cell])
+
+    figure = {"output_type": "display_data", "data": {"text/plain": "<Figure>"}, "metadata": {}}
+    result = {"output_type": "execute_result", "data": {"text/plain": "2"}, "metadata": {}, "execution_count": 3}
+    error = {"output_type": "error", "ename": "AssertionError", "evalue": "wrong", "traceback": []}
+    assert grading.runtime_findings(graded([figure])) == {"decompose": grading.NO_RESULT}
+    assert grading.runtime_findings(graded([])) == {"decompose": grading.NO_RESULT}
+    assert grading.runtime_findings(graded([figure, result])) == {}
+    assert grading.runtime_findings(graded([error])) == {}
+
+
+def test_the_library_gives_a_cell_only_its_own_names() -> None:
+    from hlgfa_lite.course.library_names import is_library_own
+
+    own = [("hlgfa_lite.method.blocks", "decompose"), ("hlgfa_lite.method.blocks.priors", "decompose"),
+           ("hlgfa_lite.method.config", "HLGFAConfig"), ("hlgfa_lite.method.config", "PRESETS"),
+           ("hlgfa_lite.run", "allocator"), ("hlgfa_lite", "course"), ("hlgfa_lite.method.model", "HLGFA")]  # fmt: skip
+    held = [("hlgfa_lite.course.grading", "sys"), ("hlgfa_lite.run.allocator", "ctypes"),
+            ("hlgfa_lite.method.model", "torch"), ("hlgfa_lite.method.model", "nn"), ("hlgfa_lite.nope", "x"),
+            ("hlgfa_lite.method", "HLGFAConfig"), ("hlgfa_lite.run.allocator", "*"), ("os", "path")]  # fmt: skip
+    assert [m for m in own if not is_library_own(*m)] == []
+    assert [m for m in held if is_library_own(*m)] == []
 
 
 def test_grader_takes_only_a_plain_dict_as_the_namespace() -> None:
@@ -2545,7 +2595,7 @@ _SCAN = """
 import importlib, json, sys
 from hlgfa_lite.course.rules import ALLOWED_MODULES, DENIED_ATTRIBUTES, module_allowed
 for name in [*sorted(ALLOWED_MODULES), "matplotlib.pyplot", "matplotlib.backends.backend_agg", "tqdm.auto",
-             "tqdm.asyncio", "torch.onnx"]:
+             "tqdm.asyncio", "tqdm.notebook", "torch.onnx"]:
     try:
         importlib.import_module(name)
     except ImportError:

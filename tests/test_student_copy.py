@@ -477,8 +477,13 @@ def test_the_instructor_loop_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     _answer(source[N05], release[N05], tmp_path / "bob" / f"{N05}.ipynb", written="The shortcut copies defects.")
     _answer(source[N03], release[N03], tmp_path / "bob" / f"{N03}.ipynb", alias=True)
     _zip(export / "bob.zip", {f"bob/{p.name}": p.read_bytes() for p in (tmp_path / "bob").iterdir()})
+    carol = export / f"carol_{N03}.ipynb"  # honest, and a note quoting the tests' marker (the eleventh red-team pass)
+    _answer(source[N03], release[N03], carol)
+    nb = nbformat.read(carol, 4)
+    nb.cells.append(nbformat.v4.new_code_cell("# what do the HIDDEN TESTS check?"))
+    nbformat.write(nb, carol)
     collected = handins.collect(export, tmp_path / "collected", course=course)
-    assert collected.students == {"alice": [N03], "bob": [N03, N05]} and not collected.problems
+    assert collected.students == {"alice": [N03], "bob": [N03, N05], "carol": [N03]} and not collected.problems
 
     monkeypatch.setenv("HLGFA_THREADS", "1")
     tool.autograde(tmp_path / "collected", tmp_path / "grades.csv", course=course, profile="ci", workdir=tmp_path / "w")
@@ -486,11 +491,14 @@ def test_the_instructor_loop_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
     assert [(s, nb, cell) for s, nb, cell, _ in state.to_grade] == [("bob", N05, "loss_vs_detection")]
     assert [(s, ex) for s, ex, _ in state.zero] == [("bob", f"{N03}/decompose")]
     assert "write it yourself" in state.zero[0][2]
-    assert state.ready == {"alice": [N03], "bob": [N03]}
+    assert state.ready == {"alice": [N03], "bob": [N03], "carol": [N03]}
     assert "| bob | 05_training | loss_vs_detection | 2 |" in state.markdown(course)
 
-    pages = handins.feedback(course, tmp_path / "feedback")  # bob's 05 waits for its written answer
+    with pytest.raises(handins.HandInError, match="carol's feedback is not released"):  # carol's alone is held back
+        handins.feedback(course, tmp_path / "feedback")
+    pages = handins.review(course)  # bob's 05 waits for its written answer
     assert sorted(p.name for p in (tmp_path / "feedback").rglob("*.html")) == [f"{N03}.html", f"{N03}.html"]
+    assert not (tmp_path / "feedback" / "carol").exists()
     hidden = handins._hidden_lines(course)
     for page in (tmp_path / "feedback").rglob("*.html"):
         assert handins.hidden_test_leaks(page.read_text(), hidden) == [], page
@@ -504,8 +512,9 @@ def test_the_instructor_loop_end_to_end(tmp_path: Path, monkeypatch: pytest.Monk
         gb.db.commit()
     rows = {r["student"]: r for r in handins.grades(course, tmp_path / "grades.csv")}
     assert rows["bob"][f"{N05}/loss_vs_detection"] == 1.5 and rows["bob"]["total"] == 1.5
-    assert rows["alice"]["total"] == 2.0
-    handins.feedback(course, tmp_path / "feedback")
+    assert rows["alice"]["total"] == 2.0 and rows["carol"]["total"] == 2.0
+    with pytest.raises(handins.HandInError, match="carol"):
+        handins.feedback(course, tmp_path / "feedback")
     assert (tmp_path / "feedback" / "bob" / f"{N05}.html").is_file()
     with zipfile.ZipFile(tmp_path / "feedback" / "bob.zip") as zf:
         assert sorted(zf.namelist()) == [f"bob/{N03}.html", f"bob/{N05}.html"]

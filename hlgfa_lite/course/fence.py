@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import pathlib
@@ -39,8 +40,8 @@ REFUSED = frozenset(
      "socket.bind", "sqlite3.connect", "sqlite3.connect/handle"}
 )  # fmt: skip
 """Events refused outright: processes, signals, other hooks, the network, databases (SQLite opens its files in C).
-Native libraries are not: torch and scikit-learn load theirs as they go (``ctypes`` is out of an answer's reach in
-every other layer)."""
+Native libraries are not: torch and scikit-learn load theirs as they go, so ``ctypes`` (past this fence: its calls
+raise no file event) must stay out of an answer's reach in every other layer (the audit: :mod:`.library_names`)."""
 ENVIRONMENT = frozenset({"os.putenv", "os.unsetenv"})
 OWN_VARIABLES = "HLGFA_"
 """The environment variables no cell may change (the hidden tests read ``HLGFA_GRADER``); libraries set others."""
@@ -119,10 +120,16 @@ def _under(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
+LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
+"""Every character Python may split a line at: a refused path holding one could forge a line of the log."""
+MAX_REFUSALS = 1000
+"""Refusals logged per kernel (each is still refused): a loop of refused actions cannot fill the disk."""
+
+
 def _append(log: str, line: str) -> None:
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, (line.replace("\n", " ") + "\n").encode())
+        os.write(fd, (line.translate(LINE_BREAKS) + "\n").encode(errors="replace"))
     finally:
         os.close(fd)
 
@@ -147,9 +154,13 @@ def make_fence(
         finally:
             state.busy = False
 
+    refusals = itertools.count(1)
+
     def refuse(what: str) -> None:
         message = f"{TAG} the grading kernel may not {what}"
-        record(message)
+        count = next(refusals)
+        if count <= MAX_REFUSALS:
+            record(message if count < MAX_REFUSALS else f"{TAG} the grading kernel was refused more (not logged)")
         raise PermissionError(message)
 
     def secret(path: str) -> bool:
@@ -230,7 +241,7 @@ def startup_file(grader: str) -> str:
 
 def _lines(log: str | os.PathLike) -> list[str]:
     try:
-        with open(log, encoding="utf-8", errors="replace") as fh:
+        with open(log, encoding="utf-8", errors="replace", newline="\n") as fh:
             return [line.rstrip("\n") for line in fh if line.strip()]
     except FileNotFoundError:
         return []

@@ -316,11 +316,14 @@ def graded_notebook(submitted: Any, release: Any) -> tuple[Any, list[dict[str, A
     return notebook, roles
 
 
-def audit(notebook: Any, roles: list[dict[str, Any]], source: Any, label: str = "") -> list[Any]:
+def audit(
+    notebook: Any, roles: list[dict[str, Any]], source: Any, label: str = "", tampering: dict[int, str] | None = None
+) -> list[Any]:
     """The own-work findings of a graded notebook (:func:`graded_notebook`), from its source alone.
 
     ``source``: the instructor's version (its graded cells' visible part, what the kernel runs before the hidden
-    tests, and its hidden tests, whose names an answer may not use)."""
+    tests, and its hidden tests, whose names an answer may not use). ``tampering``, when given, is filled with the
+    index in ``notebook`` of each student cell that tampers, and why (:func:`withhold` keeps them from running)."""
     from .own_work import NotebookCell, audit_notebook
 
     graded = {}
@@ -330,10 +333,11 @@ def audit(notebook: Any, roles: list[dict[str, Any]], source: Any, label: str = 
             text = cell.source
             visible, _, hidden = text.partition("### BEGIN HIDDEN TESTS")
             graded[meta.get("grade_id")] = (visible, hidden.partition("### END HIDDEN TESTS")[0])
-    cells = []
+    cells, at = [], []
     for n, (cell, role) in enumerate(zip(notebook.cells, roles, strict=True), start=1):
         if cell.get("cell_type") != "code":
             continue
+        at.append(n - 1)
         grade_id = role.get("grade_id") or ""
         where = f"{label}cell {n}"
         if role["role"] == "answer":
@@ -346,20 +350,46 @@ def audit(notebook: Any, roles: list[dict[str, Any]], source: Any, label: str = 
             cells.append(NotebookCell(visible, "graded", grade_id, hidden=hidden, label=f"{where} (graded)"))
         else:
             cells.append(NotebookCell(cell.source, "notebook", label=where))
-    return audit_notebook(cells)
+    found: dict[int, str] = {}
+    findings = audit_notebook(cells, tampering=found)
+    if tampering is not None:
+        tampering.update({at[i]: why for i, why in found.items()})
+    return findings
+
+
+WITHHELD = "# not run by the grader: "
+"""How a cell that tampers begins once withheld (:func:`withhold`); the reason follows."""
+
+
+def withhold(notebook: Any, tampering: dict[int, str]) -> None:
+    """Replace the source of each tampering cell (index -> reason) by a comment: a cell that could reach the gradebook,
+    files or other processes never runs, whatever it would score (in a notebook without exercises too)."""
+    for index, why in tampering.items():
+        notebook.cells[index].source = WITHHELD + " ".join(why.split()) + "\n"
 
 
 MARKER = "write it yourself"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+NO_RESULT = (
+    "the graded cell shows neither the points the grader returned nor an error: its output was cleared or taken "
+    "(e.g. clear_output, a widget) after the grader ran"
+)
+"""Why a graded cell without a result scores 0: nbgrader would give such a cell full points."""
+
+
 def runtime_findings(graded: Any) -> dict[str, str]:
-    """grade_id -> the own-work rejection a graded cell of an autograded notebook raised (in the kernel)."""
+    """grade_id -> the own-work rejection a graded cell of an autograded notebook raised (in the kernel), or
+    :data:`NO_RESULT` when the cell ended without its result (every graded cell ends with the grader's call)."""
     found = {}
     for cell in graded.cells:
         meta = _nbgrader(cell)
         if cell.get("cell_type") != "code" or not meta.get("grade"):
             continue
+        kinds = {output.get("output_type") for output in cell.get("outputs", [])}
+        if not kinds & {"error", "execute_result"}:
+            found[meta.get("grade_id")] = NO_RESULT
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error":
                 text = _ANSI.sub("", f"{output.get('ename', '')}: {output.get('evalue', '')}")

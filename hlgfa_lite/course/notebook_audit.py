@@ -102,8 +102,12 @@ def _exercise_bindings(cell: NotebookCell, tree: ast.Module | None, function: st
     return found
 
 
-def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise] | None = None) -> list[Finding]:
-    """The exercises of a notebook that score 0 and why, from the source of its cells in order.
+def audit_notebook(
+    cells: Sequence[NotebookCell], exercises: dict[str, Exercise] | None = None, tampering: dict[int, str] | None = None
+) -> list[Finding]:
+    """The exercises of a notebook that score 0 and why, from the source of its cells in order; ``tampering``, when
+    given, is filled with the position of each student cell that tampers and its first reason (also in a notebook
+    without exercises: such a cell is not run at all, see course.py's ``prepare_hand_in``).
 
     An issue in an exercise's answer cell counts against that exercise; one that could change the grading
     of what follows (a monkeypatch, code from strings, a disallowed import) against every exercise graded
@@ -150,7 +154,11 @@ def audit_notebook(cells: Sequence[NotebookCell], exercises: dict[str, Exercise]
             for name in sorted(bound[i].keys() & called):  # the hidden tests would call the student's instead
                 reason = f"binds {name}, a built-in the hidden tests call (the grader would call yours)"
                 findings += [Finding(ex, label, bound[i][name], reason) for ex in sorted(set(later or list(graded)))]
+                if tampering is not None:
+                    tampering.setdefault(i, reason)
             for issue in audit_cell(cell.source, context):
+                if issue.tamper and tampering is not None:
+                    tampering.setdefault(i, f"line {issue.line}: {issue.reason}")
                 own = [cell.exercise] if cell.kind == "answer" and cell.exercise in graded else []
                 if issue.tamper:  # after the last graded cell: every exercise (it may still reach files, the gradebook)
                     hit = sorted(set(own + (later or list(graded))))

@@ -62,7 +62,7 @@ object (``[torch][0].sys.modules``), they reach everything (the library, the hid
 HELD_MODULES = frozenset(
     {"bltns", "mp", "tempfile", "traceback", "platform", "glob", "gzip", "Image", "cpp", "F", "hooks",
      "return_types", "mu", "umath", "ntypes", "N", "contextlib", "logging", "concurrent", "asyncio", "signal",
-     "socket", "urllib", "PIL", "fontTools", "symbolic_opset9", "symbolic_opset10"}
+     "socket", "urllib", "PIL", "fontTools", "symbolic_opset9", "symbolic_opset10", "ipywidgets"}
 )  # fmt: skip
 """Other modules that allowed modules hold under these names (``enum.bltns`` is ``builtins``, ``torch.cuda.tunable.mp``
 is ``multiprocessing``): denied as attributes of anything not provably the student's own (``self.N`` is fine;

@@ -5,7 +5,8 @@ every construct that reaches the library, the checker's reference or torch's nor
 what the grader sees, is reported with its line:
 
 * imports of anything but a short list of modules (``torch``, ``numpy``, ``math`` …; never ``hlgfa_lite``,
-  ``importlib``, ``sys``, ``builtins``, ``os``, ``types``, ``inspect``, ``pickle``, ``marshal`` …), star imports;
+  ``importlib``, ``sys``, ``builtins``, ``os``, ``types``, ``inspect``, ``pickle``, ``marshal`` …), star imports,
+  a name the library holds from elsewhere (``from hlgfa_lite.run.allocator import ctypes``: :mod:`.library_names`);
 * code run from strings or looked up by computed names: ``eval``, ``exec``, ``compile``, ``__import__``,
   ``globals()``, ``locals()``, ``vars()``, ``getattr``/``hasattr`` with a name that is not a literal,
   ``setattr``, ``delattr``, ``open``, IPython magics other than ``%matplotlib``/``%time``/``%timeit``/``?``;
@@ -45,6 +46,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .library_names import is_library_own
 from .objects import from_package, safely, student_code
 from .rules import (
     ALLOWED_DUNDERS,
@@ -533,6 +535,13 @@ class _Audit(ast.NodeVisitor):
     def _import(self, node: ast.AST, module: str, names: Sequence[ast.alias]) -> None:
         if module.split(".")[0] == "hlgfa_lite":
             self._report(node, f"imports {module} (the library: the exercise asks you to write it yourself)")
+            for alias in names:
+                held = alias.name in DENIED_ATTRIBUTES or alias.name in HELD_MODULES
+                if alias.name == "*":
+                    self._report(node, f"from {module} import * (import the names you use)", tamper=True)
+                elif held or not is_library_own(module, alias.name):
+                    reason = f"imports {module}.{alias.name}, which is not the library's own"
+                    self._report(node, f"{reason} (what it holds from elsewhere reaches past these rules)", tamper=True)
             return
         if not module_allowed(module):
             self._report(node, f"imports {module}, which these exercises do not need (it can reach or change the "

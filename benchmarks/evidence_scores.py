@@ -223,12 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     import peers_side_by_side as peers  # benchmarks/ is on sys.path when run as a script
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for name in args.set or SETS:
-        root = peers.data_root(name, args)
-        if isinstance(root, str):
-            print(f"SKIP {name}: {root}")
-            continue
-        record = run_set(name, Path(root), peers.SETS[name], args.threads)
+    for name, root, folder in peers.present_sets(args.set or SETS, args):
+        record = run_set(name, root, folder, args.threads)
         (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
     render()
     return 0

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,16 @@ def png_copy(src: Path, dst: Path) -> Path:
                 out.write_bytes(path.read_bytes())
         done.touch()
     return dst
+
+
+def present_sets(names: Iterable[str], args: argparse.Namespace) -> Iterator[tuple[str, Path, str]]:
+    """(set, data root, its folder there) of each named set whose data is here; one line for each one skipped."""
+    for name in names:
+        root = data_root(name, args)
+        if isinstance(root, str):
+            print(f"SKIP {name}: {root}", flush=True)
+            continue
+        yield name, Path(root), SETS[name]
 
 
 def data_root(name: str, args: argparse.Namespace) -> Path | str:
@@ -211,12 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     only = "".join(f" --peer {p}" for p in peers or ["none"])  # the rerun command names a subset of the peers
-    for name in args.set or list(SETS):
-        root = data_root(name, args)
-        if isinstance(root, str):
-            print(f"SKIP {name}: {root}", flush=True)
-            continue
-        folder = SETS[name]
+    for name, root, folder in present_sets(args.set or list(SETS), args):
         ours, config = run_ours(root, folder, args.threads, args.seeds)
         methods = {"hlgfa_lite": ours}
         print(f"{name}: hlgfa_lite {ours}", flush=True)

@@ -140,7 +140,7 @@ def make_fence(
     """The audit hook: writes only under ``write`` (and /dev/null); no read or listing under ``hide`` unless also
     under ``show``, nor of another process's :data:`PRIVATE` /proc entries; none of :data:`REFUSED`; each refusal
     appended to ``log``, and each code object executed from a file in ``cells`` (the kernel's folder of cell files)
-    as a :data:`RAN` line. Its state is in tuples of a closure."""
+    as a :data:`RAN` line (at most :data:`MAX_REFUSALS` refusals). Its state is in a closure."""
     ran = (cells.rstrip(os.sep) + os.sep) if cells else None
     writable = tuple(os.path.realpath(p) for p in [*write, os.devnull])
     hidden, shown = tuple(os.path.realpath(p) for p in hide), tuple(os.path.realpath(p) for p in show)

@@ -32,16 +32,18 @@ def _absolute(module: str, level: int, found_in: str, package: bool) -> str:
     """The absolute name of ``from <level dots><module> import …`` written in module ``found_in``."""
     if not level:
         return module
-    parts = found_in.split(".")
-    base = parts if package else parts[:-1]
-    base = base[: len(base) - (level - 1)] if level > 1 else base
+    parts = found_in.split(".") if package else found_in.split(".")[:-1]
+    base = parts[: len(parts) - (level - 1)]
     return ".".join([*base, module] if module else base)
 
 
 @cache
 def _bindings(module: str) -> dict[str, tuple[tuple[str, str | None], ...]]:
-    """name -> how module-level code of ``module`` binds it: ("own", None) for a def, class or assignment,
-    ("module", name) for ``import name``, ("from", "mod:orig") for ``from mod import orig``."""
+    """name -> how module-level code of ``module`` binds it (:func:`.source_audit.scope_bindings`): ("own", None)
+    for a def, class or assignment, ("module", name) for ``import name``, ("from", "mod:orig") for ``from mod import
+    orig``."""
+    from .source_audit import scope_bindings  # here: source_audit imports this module
+
     path = source_file(module)
     if path is None:
         return {}
@@ -49,40 +51,18 @@ def _bindings(module: str) -> dict[str, tuple[tuple[str, str | None], ...]]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError):
         return {}
-    found: dict[str, list[tuple[str, str | None]]] = {}
     package = path.name == "__init__.py"
 
-    def bind(name: str, how: tuple[str, str | None]) -> None:
-        found.setdefault(name, []).append(how)
+    def how(name: str, expr: ast.AST | None) -> tuple[str, str | None]:
+        if isinstance(expr, ast.Import):
+            alias = next(a for a in expr.names if (a.asname or a.name.split(".")[0]) == name)
+            return "module", alias.name if alias.asname else alias.name.split(".")[0]
+        if isinstance(expr, ast.ImportFrom):
+            alias = next(a for a in expr.names if (a.asname or a.name) == name)
+            return "from", f"{_absolute(expr.module or '', expr.level, module, package)}:{alias.name}"
+        return "own", None
 
-    def walk(body: list[ast.stmt]) -> None:
-        for stmt in body:
-            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                bind(stmt.name, ("own", None))
-            elif isinstance(stmt, ast.Import):
-                for alias in stmt.names:
-                    bind(alias.asname or alias.name.split(".")[0], ("module", alias.name if alias.asname else
-                                                                    alias.name.split(".")[0]))  # fmt: skip
-            elif isinstance(stmt, ast.ImportFrom):
-                origin = _absolute(stmt.module or "", stmt.level, module, package)
-                for alias in stmt.names:
-                    bind(alias.asname or alias.name, ("from", f"{origin}:{alias.name}"))
-            elif isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.For | ast.With):
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
-                if isinstance(stmt, ast.With):
-                    targets = [item.optional_vars for item in stmt.items]
-                for target in targets:
-                    for node in ast.walk(target) if target is not None else ():
-                        if isinstance(node, ast.Name):
-                            bind(node.id, ("own", None))
-            for inner in ("body", "orelse", "finalbody"):  # if / try / with / for at module level
-                if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                    walk(getattr(stmt, inner, []) or [])
-            for handler in getattr(stmt, "handlers", []) or []:
-                walk(handler.body)
-
-    walk(tree.body)
-    return {name: tuple(how) for name, how in found.items()}
+    return {name: tuple(how(name, e) for e in exprs) for name, exprs in scope_bindings(tree.body).items()}
 
 
 def is_library_own(module: str, name: str, depth: int = 0) -> bool:
